@@ -1,0 +1,12 @@
+#pragma once
+// Each subcommand of the ditserve executable lives in its own file and registers itself
+// here. A command's callback throws ditserve::Error for failures; main() prints the
+// message on one line and exits non-zero.
+
+#include <CLI/CLI.hpp>
+
+namespace ditserve::cli {
+
+void add_devices_command(CLI::App& app);
+
+}  // namespace ditserve::cli

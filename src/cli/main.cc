@@ -1,0 +1,23 @@
+#include <iostream>
+
+#include "cli/commands.h"
+#include "tensor/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ditserve: serving diffusion transformers for video and image generation"};
+  app.set_version_flag("--version", std::string("ditserve ") + DITSERVE_VERSION);
+  app.require_subcommand(1);
+  ditserve::cli::add_devices_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ditserve::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

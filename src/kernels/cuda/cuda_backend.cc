@@ -1,0 +1,59 @@
+#include "kernels/cuda/cuda_backend.h"
+
+#include "tensor/cuda/cuda_check.h"
+
+namespace ditserve::cuda {
+namespace {
+
+void check_cudnn(cudnnStatus_t status, const char* what) {
+  if (status != CUDNN_STATUS_SUCCESS) {
+    throw Error(std::string("cuDNN: ") + what + " failed: " + cudnnGetErrorString(status));
+  }
+}
+
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw Error(std::string("cuBLASLt: ") + what + " failed with status " +
+                std::to_string(static_cast<int>(status)));
+  }
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device)
+    : device_(device),
+      stream_(device),
+      caching_(std::make_shared<CachingAllocator>(device, stream_.get())),
+      allocator_(caching_) {
+  DeviceGuard guard(device_);
+  check_cublas(cublasLtCreate(&cublaslt_), "cublasLtCreate");
+  check_cudnn(cudnnCreate(&cudnn_), "cudnnCreate");
+  check_cudnn(cudnnSetStream(cudnn_, stream_.get()), "cudnnSetStream");
+  DITSERVE_CUDA_CHECK(
+      cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
+}
+
+CudaBackend::~CudaBackend() {
+  DeviceGuard guard(device_);
+  cudaStreamSynchronize(stream_.get());
+  workspace_ = Tensor();
+  if (cudnn_ != nullptr) cudnnDestroy(cudnn_);
+  if (cublaslt_ != nullptr) cublasLtDestroy(cublaslt_);
+}
+
+void* CudaBackend::workspace(std::size_t bytes) {
+  if (!workspace_.defined() || workspace_.nbytes() < bytes) {
+    workspace_ = Tensor();  // stream-ordered free: later work may reuse it at once
+    const std::size_t rounded = std::max<std::size_t>(bytes, std::size_t{32} << 20);
+    workspace_ = empty({static_cast<std::int64_t>(rounded)}, DType::u8);
+  }
+  return workspace_.raw_data();
+}
+
+CudaBackend& as_cuda(Backend& be) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&be);
+  DITSERVE_CHECK(cuda != nullptr, "backend on ", be.device().str(), " is not a CUDA backend");
+  return *cuda;
+}
+
+}  // namespace ditserve::cuda

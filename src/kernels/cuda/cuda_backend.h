@@ -1,0 +1,48 @@
+#pragma once
+// The CUDA Backend: one GPU, one stream, the library handles bound to that stream, and
+// a workspace for cuBLASLt and cuDNN. Only CUDA translation units include this.
+
+#include <cublasLt.h>
+#include <cudnn.h>
+
+#include <memory>
+
+#include "kernels/backend.h"
+#include "tensor/cuda/caching_allocator.h"
+#include "tensor/cuda/stream.h"
+
+namespace ditserve::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::cuda(device_); }
+  const std::shared_ptr<Allocator>& allocator() const override { return allocator_; }
+  void synchronize() override { stream_.synchronize(); }
+
+  int device_index() const { return device_; }
+  cudaStream_t stream() const { return stream_.get(); }
+  cublasLtHandle_t cublaslt() const { return cublaslt_; }
+  cudnnHandle_t cudnn() const { return cudnn_; }
+  PoolStats pool_stats() const { return caching_->stats(); }
+  // Scratch memory of at least `bytes`, valid until the next call (stream-ordered).
+  void* workspace(std::size_t bytes);
+  int multiprocessor_count() const { return sm_count_; }
+
+ private:
+  int device_;
+  Stream stream_;
+  std::shared_ptr<CachingAllocator> caching_;
+  std::shared_ptr<Allocator> allocator_;
+  cublasLtHandle_t cublaslt_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  Tensor workspace_;
+  int sm_count_ = 0;
+};
+
+// Downcast for op dispatch; throws if `be` is not a CUDA backend.
+CudaBackend& as_cuda(Backend& be);
+
+}  // namespace ditserve::cuda

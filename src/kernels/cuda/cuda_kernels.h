@@ -1,0 +1,71 @@
+#pragma once
+// Hand-written CUDA kernels behind the ops of kernels/*.h. The public ops validate
+// arguments, allocate outputs and call these. Every function here:
+//  - queues work on be.stream() and returns without synchronising;
+//  - takes f32, bf16 or f16 floating tensors (math in f32) unless it says otherwise;
+//  - gets `out` allocated by the caller: contiguous, correct shape and dtype.
+// Library-backed ops (cuBLASLt GEMM, cuDNN attention and convolution) are declared in
+// library_ops.h.
+
+#include <array>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "tensor/tensor.h"
+
+namespace ditserve::cuda {
+
+class CudaBackend;
+
+// dst (any strides, dim <= 8) = src (same shape, any strides incl. 0 for broadcast).
+// Any dtype; same dtype for both.
+void copy_strided(CudaBackend& be, const Tensor& dst, const Tensor& src);
+// out = src converted; both contiguous with equal numel; any dtype pair.
+void cast(CudaBackend& be, const Tensor& out, const Tensor& src);
+// out = 0; any dtype.
+void fill_zero(CudaBackend& be, const Tensor& out);
+
+enum class BinaryOp { add, mul, add_scaled };
+// out = a op b (add_scaled: a + alpha * b); a and b are already expanded to out's shape
+// (strides may be 0), dim <= 8.
+void binary(CudaBackend& be, BinaryOp op, const Tensor& out, const Tensor& a,
+            const Tensor& b, float alpha);
+// out = x + gate * y; x, gate, y expanded to out's shape.
+void gated_residual(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& gate,
+                    const Tensor& y);
+// out = act(x); both contiguous. Activation::none copies.
+void activation(CudaBackend& be, Activation act, const Tensor& out, const Tensor& x);
+// Row softmax over the last dim; x contiguous.
+void softmax(CudaBackend& be, const Tensor& out, const Tensor& x);
+
+// Row-wise norms over the last dim C of contiguous x; weight/bias [C] may be undefined.
+void layer_norm(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& weight,
+                const Tensor& bias, float eps);
+void rms_norm(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& weight,
+              float eps);
+// out = LN(x) * (1 + scale) + shift; x contiguous; shift, scale expanded to x's shape
+// (unit or zero stride on the last dim).
+void modulate_layer_norm(CudaBackend& be, const Tensor& out, const Tensor& x,
+                         const Tensor& shift, const Tensor& scale, float eps);
+// x contiguous [N, S, C] (spatial flattened to S), groups divides C; weight/bias [C].
+void group_norm(CudaBackend& be, const Tensor& out, const Tensor& x, int groups,
+                const Tensor& weight, const Tensor& bias, float eps);
+
+// x [B, S, H, D] with unit stride on D; angles f32 contiguous [S, D/2]; out contiguous.
+void rope(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& angles);
+
+// table contiguous [V, C] (any float dtype); ids contiguous i32 or i64; out [numel(ids), C].
+void embedding(CudaBackend& be, const Tensor& out, const Tensor& table, const Tensor& ids);
+// t f32 contiguous [B]; out f32 [B, dim].
+void timestep_embedding(CudaBackend& be, const Tensor& out, const Tensor& t, int dim,
+                        bool cos_first, float max_period);
+
+// Exact attention (any float dtype, f32 softmax) for the cases cuDNN's fused kernel
+// does not take (f32 inputs, odd head dims). Same contract as ditserve::attention:
+// q [B, Sq, H, D], k/v [B, Sk, H, D] unit stride on D; out contiguous [B, Sq, H, D];
+// key_lengths i32 [B] or undefined; bias expanded to [B, H, Sq, Sk] or undefined.
+void attention_direct(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
+                      const Tensor& v, float scale, const Tensor& key_lengths,
+                      const Tensor& bias);
+
+}  // namespace ditserve::cuda

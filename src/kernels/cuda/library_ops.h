@@ -1,0 +1,33 @@
+#pragma once
+// Ops served by NVIDIA's libraries. Same conventions as cuda_kernels.h.
+
+#include <array>
+
+#include "kernels/gemm.h"
+#include "tensor/tensor.h"
+
+namespace ditserve::cuda {
+
+class CudaBackend;
+
+// out [M, N] = act(x [M, K] (row stride ldx, unit column stride) @ w [N, K]^T + bias).
+// x, w, out, bias share one dtype (f32, bf16 or f16).
+void linear(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
+            const Tensor& bias, Activation act);
+// out [batch, M, N] = a [batch, M, K] @ b [batch, K, N] with batch stride 0 allowed for b;
+// each operand's matrix dims have one unit stride.
+void matmul(CudaBackend& be, const Tensor& out, const Tensor& a, const Tensor& b);
+
+// cuDNN fused flash attention (bf16/f16, head dim a multiple of 8 up to 256).
+// Returns false (queuing nothing) when cuDNN has no engine for this configuration.
+bool attention_cudnn(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
+                     const Tensor& v, float scale, const Tensor& key_lengths,
+                     const Tensor& bias);
+
+// cuDNN convolution, channels-last: x [N, *spatial, C], w [O, *k, C], out [N, *out, O];
+// nd = 2 or 3 spatial dims; bias [O] or undefined.
+void convolution(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
+                 const Tensor& bias, int nd, std::array<int, 3> stride,
+                 std::array<int, 3> padding);
+
+}  // namespace ditserve::cuda

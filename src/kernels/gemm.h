@@ -1,0 +1,22 @@
+#pragma once
+// Matrix products. CPU: OpenBLAS (f32). CUDA: cuBLASLt, bf16/f16 with f32 accumulation
+// (f32 inputs accumulate in f32 without TF32), bias and GELU fused in the epilogue.
+
+#include "kernels/backend.h"
+
+namespace ditserve {
+
+enum class Activation { none, gelu_tanh, gelu_exact, silu };
+
+// y[..., N] = act(x[..., K] @ w[N, K]^T + bias[N]): PyTorch's nn.Linear layout.
+// x's last dim must have unit stride and its leading dims must flatten to one stride;
+// w must be contiguous; bias is optional. Output is contiguous, x's dtype.
+Tensor linear(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias = {},
+              Activation act = Activation::none);
+
+// c[..., M, N] = a[..., M, K] @ b[..., K, N]. Batch dims of a and b must be equal, or b
+// may have none (shared right operand). Each operand's matrix dims need one unit stride
+// (so transposed views are free). Output is contiguous.
+Tensor matmul(Backend& be, const Tensor& a, const Tensor& b);
+
+}  // namespace ditserve
