@@ -19,8 +19,11 @@ if(DITSERVE_WITH_CUDA)
   set(DITSERVE_CUDA_ARCHS "90" CACHE STRING "CUDA architectures to build for")
   set(CMAKE_CUDA_ARCHITECTURES ${DITSERVE_CUDA_ARCHS})
   enable_language(CUDA)
-  # CMake 3.25 does not know nvcc's C++20 flag; pass it directly.
-  string(APPEND CMAKE_CUDA_FLAGS " -std=c++20")
+  # CMake 3.25 does not know nvcc 13's C++20 flag; tell it.
+  set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   find_package(CUDAToolkit REQUIRED)
   find_library(DITSERVE_CUDNN_LIB cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} REQUIRED)
   find_library(DITSERVE_NCCL_LIB nccl HINTS ${CUDAToolkit_LIBRARY_DIR} REQUIRED)

@@ -11,11 +11,17 @@ if(NOT CLI11_FOUND)
 endif()
 
 # OpenBLAS: the CPU backend's GEMM. Debian's cblas.h lives under include/<variant>.
-set(BLA_VENDOR OpenBLAS)
-find_package(BLAS REQUIRED)
+# DITSERVE_BLAS_LIBRARY may name the library directly (e.g. unpacked packages on a GPU
+# machine without apt).
+set(DITSERVE_BLAS_LIBRARY "" CACHE FILEPATH "OpenBLAS library; searched for when empty")
+if(NOT DITSERVE_BLAS_LIBRARY)
+  set(BLA_VENDOR OpenBLAS)
+  find_package(BLAS REQUIRED)
+  set(DITSERVE_BLAS_LIBRARY ${BLAS_LIBRARIES})
+endif()
 find_path(DITSERVE_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas openblas-pthread REQUIRED)
 add_library(ditserve_blas INTERFACE)
-target_link_libraries(ditserve_blas INTERFACE ${BLAS_LIBRARIES})
+target_link_libraries(ditserve_blas INTERFACE ${DITSERVE_BLAS_LIBRARY})
 target_include_directories(ditserve_blas INTERFACE ${DITSERVE_CBLAS_INCLUDE})
 
 if(DITSERVE_TESTS)

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/cudnn_graph.h"
 #include "tensor/cuda/caching_allocator.h"
 #include "tensor/cuda/stream.h"
 
@@ -30,6 +31,7 @@ class CudaBackend final : public Backend {
   // Scratch memory of at least `bytes`, valid until the next call (stream-ordered).
   void* workspace(std::size_t bytes);
   int multiprocessor_count() const { return sm_count_; }
+  CudnnPlanCache& cudnn_plans() { return cudnn_plans_; }
 
  private:
   int device_;
@@ -39,6 +41,7 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t cublaslt_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
   Tensor workspace_;
+  CudnnPlanCache cudnn_plans_;
   int sm_count_ = 0;
 };
 

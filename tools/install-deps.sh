@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ditserve builds and tests with. Idempotent; needs root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libopenblas-dev          # CPU GEMM
+  nlohmann-json3-dev       # JSON: checkpoints' headers, profiles, HTTP bodies
+  libcli11-dev             # command-line parsing
+  libgtest-dev libgmock-dev  # unit tests
+  libbenchmark-dev         # CPU microbenchmarks
+  ffmpeg                   # ffprobe, used by tests to check written videos
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
