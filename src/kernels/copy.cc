@@ -8,11 +8,12 @@
 #endif
 
 namespace ditserve {
-
 void copy_into(Backend& be, const Tensor& dst, const Tensor& src) {
   detail::check_on_backend("copy_into", "dst", be, dst);
   detail::check_on_backend("copy_into", "src", be, src);
   detail::check_same_dtype("copy_into", dst, src);
+  DITSERVE_CHECK(broadcasts_to(src.shape(), dst.shape()), "copy_into: src ", src.describe(),
+                 " does not broadcast to dst ", dst.describe());
   const Tensor expanded = src.expand(dst.shape());
   if (be.device().is_cpu()) {
     cpu::copy_strided(dst, expanded);

@@ -201,20 +201,23 @@ Tensor Tensor::flatten(std::int64_t first, std::int64_t last) const {
   last = wrap_dim(last, dim());
   DITSERVE_CHECK(first <= last, "flatten: first dim after last");
   std::int64_t merged = 1;
-  for (std::int64_t i = first; i <= last; ++i) {
-    merged *= shape_[i];
-    if (i < last && shape_[i + 1] != 1 && shape_[i] != 1) {
-      DITSERVE_CHECK(strides_[i] == strides_[i + 1] * shape_[i + 1], "flatten: dims ", first,
-                     "..", last, " of ", describe(), " are not mergeable; make it contiguous");
+  for (std::int64_t i = first; i <= last; ++i) merged *= shape_[i];
+  // Walking inwards-out, each dim of size > 1 must step over the whole block inside it.
+  // Size-1 dims carry no addressing, and an empty range has nothing to address.
+  std::int64_t inner = 1, expected = -1;
+  for (std::int64_t i = last; i >= first && merged > 0; --i) {
+    if (shape_[i] == 1) continue;
+    if (expected < 0) {
+      inner = strides_[i];
+    } else {
+      DITSERVE_CHECK(strides_[i] == expected, "flatten: dims ", first, "..", last, " of ",
+                     describe(), " are not mergeable; make it contiguous");
     }
+    expected = strides_[i] * shape_[i];
   }
   Shape shape(shape_.begin(), shape_.begin() + first);
   Shape strides(strides_.begin(), strides_.begin() + first);
   shape.push_back(merged);
-  std::int64_t inner = 1;
-  for (std::int64_t i = last; i >= first; --i) {
-    if (shape_[i] != 1) { inner = strides_[i]; break; }
-  }
   strides.push_back(inner);
   shape.insert(shape.end(), shape_.begin() + last + 1, shape_.end());
   strides.insert(strides.end(), strides_.begin() + last + 1, strides_.end());
@@ -274,6 +277,15 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
     out[i] = da == 1 ? db : da;
   }
   return out;
+}
+
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  const std::size_t lead = to.size() - from.size();
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    if (from[i] != 1 && from[i] != to[lead + i]) return false;
+  }
+  return true;
 }
 
 }  // namespace ditserve

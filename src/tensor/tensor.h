@@ -78,5 +78,7 @@ class Tensor {
 
 // Broadcast shape of two shapes (numpy rules); throws naming both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+// Whether `from` broadcasts (numpy rules) to exactly `to`.
+bool broadcasts_to(const Shape& from, const Shape& to);
 
 }  // namespace ditserve
