@@ -1,0 +1,56 @@
+#pragma once
+// The three model roles of a text-to-video pipeline, as small interfaces so that another
+// family (Wan 2.1, an image MMDiT) is an addition, not a rewrite. A model object owns its
+// weights on one Backend and runs there; it is not thread-safe.
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace ditserve {
+
+// Tokens -> caption embeddings (T5, UMT5).
+class TextEncoder {
+ public:
+  virtual ~TextEncoder() = default;
+  virtual std::int64_t hidden_size() const = 0;
+  virtual std::int64_t max_tokens() const = 0;
+  // ids: i32 [B, L] on the model's device, L <= max_tokens(); lengths: i32 [B], the
+  // number of valid (non-padding) tokens of each row, >= 1. Returns [B, L, hidden_size()].
+  virtual Tensor encode(const Tensor& ids, const Tensor& lengths) = 0;
+};
+
+// What one evaluation of the denoising network needs.
+struct DenoiseInputs {
+  Tensor latents;          // f32 [B, C, T, H, W]
+  Tensor timesteps;        // f32 [B], in [0, 1000]
+  Tensor captions;         // [B, L, caption_channels] from the TextEncoder
+  Tensor caption_lengths;  // i32 [B], >= 1
+  float fps = 24.0f;       // conditioning (STDiT3's size/fps embedders)
+  std::int64_t height = 0;  // pixel size of the video being generated
+  std::int64_t width = 0;
+};
+
+// The diffusion transformer: predicts the flow (velocity) for the latents.
+class DiffusionTransformer {
+ public:
+  virtual ~DiffusionTransformer() = default;
+  virtual std::int64_t latent_channels() const = 0;
+  // Returns f32 [B, latent_channels(), T, H, W]: the velocity the sampler integrates.
+  virtual Tensor forward(const DenoiseInputs& inputs) = 0;
+};
+
+// Latents -> video frames.
+class VideoDecoder {
+ public:
+  virtual ~VideoDecoder() = default;
+  virtual std::int64_t latent_channels() const = 0;
+  virtual std::int64_t spatial_factor() const = 0;  // pixels per latent row/column
+  // Latent frames for `frames` video frames; throws InvalidArgument naming "frames"
+  // when the decoder cannot produce that count.
+  virtual std::int64_t latent_frames(std::int64_t frames) const = 0;
+  // latents f32 [B, C, T', h, w] -> f32 [B, 3, frames, h*f, w*f] in [-1, 1] (unclamped).
+  virtual Tensor decode(const Tensor& latents, std::int64_t frames) = 0;
+};
+
+}  // namespace ditserve
