@@ -76,6 +76,12 @@ Tensor generate(const ParamSpec& spec, std::uint64_t seed) {
     case ParamInit::ones:
       std::fill(data, data + n, 1.0f);
       break;
+    case ParamInit::rope_frequencies:
+      // The frequencies of a RoPE over 2n dims: theta^(-2i / 2n), i < n, theta = 10000.
+      for (std::int64_t i = 0; i < n; ++i) {
+        data[i] = static_cast<float>(std::pow(10000.0, -static_cast<double>(i) / static_cast<double>(n)));
+      }
+      break;
     case ParamInit::normal: {
       const std::int64_t streams = (n + kStreamLength - 1) / kStreamLength;
 #pragma omp parallel for schedule(static)

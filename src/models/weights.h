@@ -19,6 +19,7 @@ enum class ParamInit {
   normal,  // N(0, std): linear and conv weights, embeddings
   zeros,   // biases
   ones,    // norm weights
+  rope_frequencies,  // 10000^(-i/n), i < n: a stored RoPE frequency table (STDiT3's rope.freqs)
 };
 
 struct ParamSpec {

@@ -74,6 +74,15 @@ TEST(RandomWeightsTest, SeedAndNameChangeTheValues) {
   EXPECT_NE(values(*renamed, "other.weight", {3, 5}), va);
 }
 
+TEST(RandomWeightsTest, RopeFrequenciesAreTheRealTable) {
+  const auto source = random_weights({{"rope.freqs", {36}, ParamInit::rope_frequencies, 0.0f}}, 3);
+  const std::vector<float> v = values(*source, "rope.freqs", {36});
+  // rotary-embedding-torch: 1 / 10000^(arange(0, 72, 2) / 72).
+  for (int i = 0; i < 36; ++i) {
+    EXPECT_NEAR(v[i], 1.0 / std::pow(10000.0, 2.0 * i / 72.0), 1e-7) << i;
+  }
+}
+
 TEST(RandomWeightsTest, InitKinds) {
   const auto source = random_weights(sample_specs(), 3);
   for (float v : values(*source, "blocks.0.attn.bias", {5})) EXPECT_EQ(v, 0.0f);
