@@ -8,5 +8,9 @@
 namespace ditserve::cli {
 
 void add_devices_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_make_weights_command(CLI::App& app);
+void add_selfcheck_command(CLI::App& app);
+void add_simulate_command(CLI::App& app);
 
 }  // namespace ditserve::cli

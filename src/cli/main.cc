@@ -8,6 +8,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("ditserve ") + DITSERVE_VERSION);
   app.require_subcommand(1);
   ditserve::cli::add_devices_command(app);
+  ditserve::cli::add_generate_command(app);
+  ditserve::cli::add_make_weights_command(app);
+  ditserve::cli::add_selfcheck_command(app);
+  ditserve::cli::add_simulate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

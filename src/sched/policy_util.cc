@@ -1,0 +1,64 @@
+#include "sched/policy_util.h"
+
+#include <algorithm>
+
+namespace ditserve::sched {
+
+std::vector<int> take_devices(std::vector<int>& free, int k, const std::vector<int>& prefer) {
+  std::vector<int> got;
+  got.reserve(k);
+  for (int d : prefer) {
+    if (static_cast<int>(got.size()) == k) break;
+    const auto it = std::lower_bound(free.begin(), free.end(), d);
+    if (it != free.end() && *it == d) {
+      got.push_back(d);
+      free.erase(it);
+    }
+  }
+  while (static_cast<int>(got.size()) < k) {
+    got.push_back(free.front());
+    free.erase(free.begin());
+  }
+  std::sort(got.begin(), got.end());
+  return got;
+}
+
+int largest_dop_at_most(const ShapeProfile& shape, int limit) {
+  int best = 0;
+  for (const auto& [k, t] : shape.step_s)
+    if (k <= limit) best = k;
+  return best;
+}
+
+int next_dop(const ShapeProfile& shape, int dop) {
+  const auto it = shape.step_s.upper_bound(dop);
+  return it == shape.step_s.end() ? 0 : it->first;
+}
+
+Action step_action(int request, std::vector<int> devices, int steps) {
+  Action a;
+  a.kind = ActionKind::kStep;
+  a.request = request;
+  a.devices = std::move(devices);
+  std::sort(a.devices.begin(), a.devices.end());
+  a.steps = steps;
+  return a;
+}
+
+Action decode_action(int request, std::vector<int> devices) {
+  Action a;
+  a.kind = ActionKind::kDecode;
+  a.request = request;
+  a.devices = std::move(devices);
+  return a;
+}
+
+void decode_decoupled(const SchedState& s, std::vector<int>& free, Decision& out) {
+  for (const int r : s.await_decode) {
+    if (free.empty()) return;
+    const std::vector<int>& last = s.requests[r].last_group;
+    out.actions.push_back(decode_action(r, take_devices(free, 1, last)));
+  }
+}
+
+}  // namespace ditserve::sched

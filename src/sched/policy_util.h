@@ -1,0 +1,29 @@
+#pragma once
+// Small helpers that several policies share: picking devices, building actions, and the
+// decoupled VAE decode (one device, the lowest id of the request's last group: DDiT).
+
+#include <vector>
+
+#include "sched/action.h"
+#include "sched/state.h"
+
+namespace ditserve::sched {
+
+// Removes k devices from `free` (ascending ids) and returns them: those in `prefer` first
+// (placement preservation: latents stay put), then the lowest ids.
+// REQUIRES: k <= free.size().
+std::vector<int> take_devices(std::vector<int>& free, int k, const std::vector<int>& prefer);
+
+// The largest DoP in the shape's step table that is <= limit; 0 if none.
+int largest_dop_at_most(const ShapeProfile& shape, int limit);
+// The next DoP above `dop` in the step table; 0 if none.
+int next_dop(const ShapeProfile& shape, int dop);
+
+Action step_action(int request, std::vector<int> devices, int steps);
+Action decode_action(int request, std::vector<int> devices);
+
+// Decodes every kAwaitDecode request on one device, preferring the lowest id of its last
+// group, while devices remain in `free`.
+void decode_decoupled(const SchedState& s, std::vector<int>& free, Decision& out);
+
+}  // namespace ditserve::sched

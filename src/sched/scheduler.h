@@ -1,0 +1,58 @@
+#pragma once
+// The scheduler core: applies events to the state, runs text encodes FIFO on the encoder
+// devices, asks the policy for a decision, checks every action against the state and
+// applies it. The simulator and the runtime drive this same object.
+//
+// Driving protocol: feed every event that happens at time t through on_event(), then call
+// schedule() once and execute the returned actions. Times must never go backwards.
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "sched/action.h"
+#include "sched/policy.h"
+#include "sched/state.h"
+
+namespace ditserve::sched {
+
+struct ClusterConfig {
+  int devices = 8;   // DiT/VAE devices, ids 0..devices-1
+  int encoders = 1;  // text-encoder devices (DDiT deploys T5 apart), ids 0..encoders-1
+};
+
+class Scheduler {
+ public:
+  // Throws InvalidInput if the profile or the policy does not fit the cluster.
+  Scheduler(const Profile& profile, ClusterConfig cluster, std::unique_ptr<Policy> policy);
+
+  // Returns the request index for kArrival, -1 otherwise. A request whose spec is
+  // impossible (unknown shape, no steps) is rejected at the next schedule().
+  int on_event(const Event& event);
+  std::vector<Action> schedule();
+  // Rejects every request not yet terminal (e.g. at the end of a simulation).
+  std::vector<Action> reject_all(const std::string& reason);
+
+  const SchedState& state() const { return state_; }
+  double wake_at() const { return wake_at_; }
+  const Policy& policy() const { return *policy_; }
+  // Throws SchedulerBug unless: each busy device is in exactly its owner's group, groups
+  // are disjoint, every request is in exactly one phase set, terminal requests hold nothing.
+  void check_invariants() const;
+
+ private:
+  void apply(const Action& a, std::vector<Action>& out);
+  void release(RequestState& r);
+  void reject(int r, const std::string& reason, std::vector<Action>& out);
+
+  Profile profile_;
+  ClusterConfig cluster_;
+  std::unique_ptr<Policy> policy_;
+  SchedState state_;
+  std::deque<int> encode_queue_;
+  std::vector<int> encoder_owner_;
+  std::vector<std::pair<int, std::string>> pending_rejects_;
+  double wake_at_;
+};
+
+}  // namespace ditserve::sched
