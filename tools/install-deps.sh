@@ -10,6 +10,11 @@ packages=(
   libgtest-dev libgmock-dev  # unit tests
   libbenchmark-dev         # CPU microbenchmarks
   ffmpeg                   # ffprobe, used by tests to check written videos
+  libsentencepiece-dev     # the prompt tokenizer; its trainer builds the `tiny` tokenizer
+  libavcodec-dev           # H.264 (libx264) and PNG encoders for generated videos/images
+  libavformat-dev          # the MP4 container
+  libavutil-dev            # FFmpeg frames and options, used with the two above
+  libswscale-dev           # RGB -> YUV 4:2:0 conversion before H.264 encoding
 )
 
 missing=()

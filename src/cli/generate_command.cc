@@ -1,0 +1,148 @@
+// ditserve generate: one text-to-video request end to end on one device, written as MP4
+// (or PNG for a single frame), with a progress bar on a terminal and phase timings.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "cli/commands.h"
+#include "kernels/backend.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/video_writer.h"
+#include "tensor/error.h"
+
+namespace ditserve::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model = "tiny";
+  std::string size = "64x64";
+  std::string device = "cpu";
+  std::string output;
+  std::string weights;
+  GenerateRequest request;
+};
+
+// "WIDTHxHEIGHT" -> request.width/height.
+void parse_size(const std::string& text, GenerateRequest& r) {
+  const auto x = text.find('x');
+  std::size_t used_w = 0, used_h = 0;
+  try {
+    if (x == std::string::npos) throw std::invalid_argument("no x");
+    r.width = std::stoll(text.substr(0, x), &used_w);
+    r.height = std::stoll(text.substr(x + 1), &used_h);
+  } catch (const std::exception&) {
+    used_w = 0;
+  }
+  if (used_w == 0 || used_w != x || used_h != text.size() - x - 1)
+    throw InvalidArgument("size: expected WIDTHxHEIGHT such as 64x64, got '" + text + "'");
+}
+
+class Stopwatch {
+ public:
+  double lap() {
+    const auto now = std::chrono::steady_clock::now();
+    const double s = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    return s;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+void print_progress(std::size_t done, std::size_t total, double elapsed_s) {
+  constexpr std::size_t kWidth = 30;
+  const std::size_t filled = total == 0 ? kWidth : done * kWidth / total;
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '-');
+  std::fprintf(stderr, "\rdenoise [%s] %zu/%zu  %.2f s/step", bar.c_str(), done, total,
+               done == 0 ? 0.0 : elapsed_s / static_cast<double>(done));
+  if (done == total) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
+void run(const GenerateArgs& a) {
+  quiet_ffmpeg_logging();
+  GenerateRequest request = a.request;
+  parse_size(a.size, request);
+  const ModelSpec spec = find_model(a.model);
+  validate_request(spec, request);
+  const std::filesystem::path output = a.output;
+  output_format(output, request.frames);
+  const std::filesystem::path out_dir = output.has_parent_path() ? output.parent_path() : ".";
+  if (!std::filesystem::is_directory(out_dir))
+    throw InvalidArgument("output: directory '" + out_dir.string() + "' does not exist");
+  std::optional<std::filesystem::path> weights;
+  if (!a.weights.empty()) weights = a.weights;
+  load_tokenizer(spec, weights).encode(request.prompt);  // prompt errors before loading weights
+  const std::unique_ptr<Backend> be = make_backend(Device::parse(a.device));
+
+  Stopwatch clock;
+  Pipeline pipeline(spec, *be, weights);
+  const double load_s = clock.lap();
+  Captions captions = pipeline.encode(request.prompt);
+  be->synchronize();
+  const double encode_s = clock.lap();
+
+  GenerationState state = pipeline.start(request, std::move(captions));
+  const bool show_progress = ::isatty(STDERR_FILENO) != 0;
+  double denoise_s = 0;
+  if (show_progress) print_progress(0, state.num_steps(), 0);
+  while (!state.done()) {
+    state.step(*be, pipeline.transformer());
+    if (show_progress) {
+      be->synchronize();
+      denoise_s += clock.lap();
+      print_progress(state.step_index(), state.num_steps(), denoise_s);
+    }
+  }
+  be->synchronize();
+  denoise_s += clock.lap();
+
+  const RgbFrames frames = to_rgb8(pipeline.decode(state));
+  const double decode_s = clock.lap();
+  write_video(output, frames, request.fps);
+  const double write_s = clock.lap();
+
+  std::printf("wrote %s: %lld frames of %lldx%lld (model %s, %s, %d steps, seed %llu)\n",
+              output.c_str(), static_cast<long long>(frames.frames),
+              static_cast<long long>(frames.width), static_cast<long long>(frames.height),
+              spec.name.c_str(), be->device().str().c_str(), request.steps,
+              static_cast<unsigned long long>(request.seed));
+  std::printf("timings: load %.3f s, encode %.3f s, denoise %.3f s (%.3f s/step), decode %.3f s, "
+              "write %.3f s\n",
+              load_s, encode_s, denoise_s, denoise_s / request.steps, decode_s, write_s);
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto args = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Generate a video (or an image) from a prompt");
+  cmd->add_option("--model", args->model, "Model: opensora-v1.2 or tiny")->capture_default_str();
+  cmd->add_option("--prompt", args->request.prompt, "The text prompt")->required();
+  cmd->add_option("--frames", args->request.frames, "Video frames (1 = an image)")
+      ->capture_default_str();
+  cmd->add_option("--size", args->size, "WIDTHxHEIGHT in pixels, e.g. 1280x720")
+      ->capture_default_str();
+  cmd->add_option("--steps", args->request.steps, "Denoising steps")->capture_default_str();
+  cmd->add_option("--guidance", args->request.guidance, "Classifier-free guidance scale")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->request.seed, "Seed of the initial noise")->capture_default_str();
+  cmd->add_option("--fps", args->request.fps, "Frames per second (conditioning and MP4 rate)")
+      ->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--weights", args->weights,
+                  "Weights directory (ditserve make-weights writes one); tiny has built-in weights");
+  cmd->add_option("-o,--output", args->output, "Output file: .mp4, or .png for --frames 1")
+      ->required();
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace ditserve::cli

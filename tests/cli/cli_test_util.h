@@ -1,0 +1,101 @@
+#pragma once
+// Running the built `ditserve` binary (path in env DITSERVE_BIN, set by tests/CMakeLists.txt)
+// and inspecting its output files with ffprobe/ffmpeg.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ditserve::testing {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+inline std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+inline std::string capture(const std::string& command, int* exit_code = nullptr) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  char buffer[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  if (exit_code != nullptr) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+// Runs `ditserve args...`. OpenMP threads wait passively: on a busy 2-core CI machine
+// spinning workers make the tiny model 10-20x slower (numerics are unaffected).
+inline RunResult run_ditserve(const std::vector<std::string>& args) {
+  const char* bin = std::getenv("DITSERVE_BIN");
+  RunResult r;
+  if (bin == nullptr) {
+    ADD_FAILURE() << "DITSERVE_BIN is not set";
+    return r;
+  }
+  std::string command = "OMP_WAIT_POLICY=passive " + quote(bin);
+  for (const std::string& a : args) command.append(" ").append(quote(a));
+  r.out = capture(command.append(" 2>&1"), &r.exit_code);
+  return r;
+}
+
+// codec_name, width, height, pix_fmt, nb_read_frames of the first video stream.
+inline std::map<std::string, std::string> probe_video(const std::filesystem::path& file) {
+  const std::string text = capture(
+      "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+      "stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=noprint_wrappers=1 " +
+      quote(file.string()) + " 2>/dev/null");
+  std::map<std::string, std::string> fields;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return fields;
+}
+
+inline std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A fresh directory removed at the end of the test.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() /
+              ("ditserve_" + name + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+  std::size_t entries() const {
+    return static_cast<std::size_t>(std::distance(std::filesystem::directory_iterator(path_),
+                                                  std::filesystem::directory_iterator()));
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace ditserve::testing
