@@ -1,0 +1,204 @@
+// GEMM, batched matmul, attention and convolution cases.
+
+#include <cmath>
+#include <sstream>
+
+#include "harness.h"
+#include "kernels/attention.h"
+#include "kernels/conv.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/gemm.h"
+
+namespace ditserve::gpu_check {
+namespace {
+
+const char* act_name(Activation act) {
+  switch (act) {
+    case Activation::none: return "none";
+    case Activation::gelu_tanh: return "gelu_tanh";
+    case Activation::gelu_exact: return "gelu_exact";
+    case Activation::silu: return "silu";
+  }
+  return "?";
+}
+
+void add_linear(std::vector<Case>& cases) {
+  // Weight scale ~1/sqrt(K) keeps outputs O(1), where the activations are not trivial.
+  const float ws = 1.0f / std::sqrt(200.0f);
+  cases.push_back({"linear", "x[3,77,200] w[384,200] no bias, act none",
+                   {floating({3, 77, 200}), floating({384, 200}, ws)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear(be, in[0], in[1]);
+                   }});
+  for (const Activation act :
+       {Activation::none, Activation::gelu_tanh, Activation::gelu_exact, Activation::silu}) {
+    cases.push_back({"linear", std::string("x[3,77,200] w[384,200] bias, act ") + act_name(act),
+                     {floating({3, 77, 200}), floating({384, 200}, ws), floating({384}, 0.5f)},
+                     [act](Backend& be, const std::vector<Tensor>& in) {
+                       return linear(be, in[0], in[1], in[2], act);
+                     }});
+  }
+  cases.push_back({"linear", "x = narrow of [231,300] to [231,200] (row stride 300), gelu_tanh",
+                   {floating({231, 300}), floating({130, 200}, ws), floating({130}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear(be, in[0].narrow(1, 50, 200), in[1], in[2],
+                                   Activation::gelu_tanh);
+                   }});
+}
+
+void add_matmul(std::vector<Case>& cases) {
+  cases.push_back({"matmul", "a[4,65,96] @ b[4,96,130]",
+                   {floating({4, 65, 96}), floating({4, 96, 130})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return matmul(be, in[0], in[1]);
+                   }});
+  cases.push_back({"matmul", "a = [4,96,65]^T, b[4,96,130]",
+                   {floating({4, 96, 65}), floating({4, 96, 130})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return matmul(be, in[0].transpose(1, 2), in[1]);
+                   }});
+  cases.push_back({"matmul", "a[4,65,96], b = [4,130,96]^T",
+                   {floating({4, 65, 96}), floating({4, 130, 96})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return matmul(be, in[0], in[1].transpose(1, 2));
+                   }});
+  cases.push_back({"matmul", "a[2,3,65,96] @ shared b[96,130]",
+                   {floating({2, 3, 65, 96}), floating({96, 130})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return matmul(be, in[0], in[1]);
+                   }});
+  cases.push_back({"matmul", "a = [3,96,65]^T @ shared b = [130,96]^T",
+                   {floating({3, 96, 65}), floating({130, 96})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return matmul(be, in[0].transpose(1, 2), in[1].transpose(0, 1));
+                   }});
+}
+
+struct AttnShape {
+  std::int64_t b, sq, sk, h, d;
+};
+
+std::string attn_desc(const AttnShape& s, const std::string& extra) {
+  std::ostringstream os;
+  os << "B" << s.b << " Sq" << s.sq << " Sk" << s.sk << " H" << s.h << " D" << s.d << extra;
+  return os.str();
+}
+
+void add_attention(std::vector<Case>& cases) {
+  // Scores of O(1): q and k entries of size ~ 2 / sqrt(sqrt(D)) each side.
+  auto qk = [](const AttnShape& s, std::int64_t seq) {
+    return floating({s.b, seq, s.h, s.d}, 2.0f / std::sqrt(std::sqrt(static_cast<float>(s.d))));
+  };
+  for (const AttnShape s : {AttnShape{2, 100, 100, 3, 64}, AttnShape{2, 77, 200, 3, 72},
+                            AttnShape{1, 130, 257, 2, 128}, AttnShape{2, 50, 70, 2, 20}}) {
+    cases.push_back({"attention", attn_desc(s, ""),
+                     {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d})},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return attention(be, in[0], in[1], in[2]);
+                     }});
+  }
+  {
+    const AttnShape s{2, 77, 200, 3, 72};
+    cases.push_back({"attention", attn_desc(s, " key_lengths"),
+                     {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d}), lengths(s.b, s.sk)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       AttentionParams p;
+                       p.key_lengths = in[3];
+                       return attention(be, in[0], in[1], in[2], p);
+                     }});
+    cases.push_back({"attention", attn_desc(s, " bias[1,H,Sq,Sk] scale 1"),
+                     {floating({s.b, s.sq, s.h, s.d}, 0.3f), floating({s.b, s.sk, s.h, s.d}, 0.3f),
+                      floating({s.b, s.sk, s.h, s.d}), floating({1, s.h, s.sq, s.sk}, 2.0f)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       AttentionParams p;
+                       p.scale = 1.0f;
+                       p.bias = in[3];
+                       return attention(be, in[0], in[1], in[2], p);
+                     }});
+  }
+  {
+    const AttnShape s{2, 90, 300, 4, 128};
+    cases.push_back({"attention", attn_desc(s, " key_lengths + bias[B,H,Sq,Sk]"),
+                     {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d}),
+                      lengths(s.b, s.sk), floating({s.b, s.h, s.sq, s.sk}, 1.5f)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       AttentionParams p;
+                       p.key_lengths = in[3];
+                       p.bias = in[4];
+                       return attention(be, in[0], in[1], in[2], p);
+                     }});
+  }
+  {
+    // q, k, v as strided views of one fused projection [B, S, 3, H, D].
+    const AttnShape s{2, 120, 120, 4, 72};
+    cases.push_back({"attention", attn_desc(s, " q/k/v views of qkv[B,S,3,H,D]"),
+                     {floating({s.b, s.sq, 3, s.h, s.d}, 0.7f)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return attention(be, in[0].select(2, 0), in[0].select(2, 1),
+                                        in[0].select(2, 2));
+                     }});
+  }
+  {
+    // The direct kernel in 16-bit (the public op sends bf16 to cuDNN when it can).
+    const AttnShape s{2, 77, 200, 3, 72};
+    cases.push_back(
+        {"attention_direct", attn_desc(s, " key_lengths + bias[1,H,Sq,Sk]"),
+         {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d}), lengths(s.b, s.sk),
+          floating({1, s.h, s.sq, s.sk}, 1.5f)},
+         [](Backend& be, const std::vector<Tensor>& in) {
+           AttentionParams p;
+           p.key_lengths = in[3];
+           p.bias = in[4];
+           if (be.device().is_cpu()) return attention(be, in[0], in[1], in[2], p);
+           auto& gpu = cuda::as_cuda(be);
+           Tensor out = be.empty(in[0].shape(), in[0].dtype());
+           const float scale = 1.0f / std::sqrt(static_cast<float>(in[0].size(3)));
+           cuda::attention_direct(gpu, out, in[0], in[1], in[2], scale, in[3],
+                                  in[4].expand({in[0].size(0), in[0].size(2), in[0].size(1),
+                                                in[1].size(1)}));
+           return out;
+         },
+         {DType::f32, DType::bf16, DType::f16}});
+  }
+}
+
+void add_conv(std::vector<Case>& cases) {
+  const float w2 = 1.0f / std::sqrt(9.0f * 32.0f);
+  cases.push_back({"conv2d", "x[2,17,19,32] w[48,3,3,32] bias stride 1 pad 1",
+                   {floating({2, 17, 19, 32}), floating({48, 3, 3, 32}, w2), floating({48})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return conv2d(be, in[0], in[1], in[2], {1, 1}, {1, 1});
+                   }});
+  cases.push_back({"conv2d", "x[2,17,19,32] w[48,3,3,32] bias stride 2 pad 1",
+                   {floating({2, 17, 19, 32}), floating({48, 3, 3, 32}, w2), floating({48})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return conv2d(be, in[0], in[1], in[2], {2, 2}, {1, 1});
+                   }});
+  cases.push_back({"conv2d", "x[1,16,16,64] w[40,1,1,64] no bias",
+                   {floating({1, 16, 16, 64}), floating({40, 1, 1, 64}, 0.125f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return conv2d(be, in[0], in[1], {}, {1, 1}, {0, 0});
+                   }});
+  const float w3 = 1.0f / std::sqrt(27.0f * 16.0f);
+  cases.push_back({"conv3d", "x[1,5,12,14,16] w[32,3,3,3,16] bias stride (1,2,2) pad 1",
+                   {floating({1, 5, 12, 14, 16}), floating({32, 3, 3, 3, 16}, w3), floating({32})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return conv3d(be, in[0], in[1], in[2], {1, 2, 2}, {1, 1, 1});
+                   }});
+  cases.push_back({"conv3d", "x[2,6,9,10,16] w[24,3,3,3,16] no bias stride 1 pad (0,1,1)",
+                   {floating({2, 6, 9, 10, 16}), floating({24, 3, 3, 3, 16}, w3)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return conv3d(be, in[0], in[1], {}, {1, 1, 1}, {0, 1, 1});
+                   }});
+}
+
+}  // namespace
+
+void add_math_cases(std::vector<Case>& cases) {
+  add_linear(cases);
+  add_matmul(cases);
+  add_attention(cases);
+  add_conv(cases);
+}
+
+}  // namespace ditserve::gpu_check

@@ -1,0 +1,147 @@
+// Normalisations, activations, softmax and rotary embedding.
+
+#include "harness.h"
+#include "kernels/activation.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+
+namespace ditserve::gpu_check {
+namespace {
+
+void add_norms(std::vector<Case>& cases) {
+  // A mean far from zero checks that the variance is computed stably.
+  cases.push_back({"layer_norm", "x[4,50,1152] (mean 3) weight+bias",
+                   {floating({4, 50, 1152}, 1.0f, 3.0f), floating({1152}, 0.5f, 1.0f),
+                    floating({1152}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"layer_norm", "x[7,33,999] no affine (unaligned rows: scalar path)",
+                   {floating({7, 33, 999}, 2.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return layer_norm(be, in[0], {}, {}, 1e-5f);
+                   }});
+  cases.push_back({"layer_norm", "x[3,20000] weight only (row beyond the shared cache)",
+                   {floating({3, 20000}, 1.0f, -2.0f), floating({20000}, 0.5f, 1.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return layer_norm(be, in[0], in[1], {}, 1e-5f);
+                   }});
+  cases.push_back({"layer_norm", "x[4,3072] weight+bias (a block per row)",
+                   {floating({4, 3072}, 1.0f, 1.0f), floating({3072}, 0.5f, 1.0f),
+                    floating({3072}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"layer_norm", "x = [64,40,24] transposed to [64,24,40], C=40",
+                   {floating({64, 40, 24})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return layer_norm(be, in[0].transpose(1, 2), {}, {}, 1e-5f);
+                   }});
+  cases.push_back({"rms_norm", "x[6,77,4096] weight",
+                   {floating({6, 77, 4096}), floating({4096}, 0.5f, 1.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return rms_norm(be, in[0], in[1], 1e-6f);
+                   }});
+  cases.push_back({"rms_norm", "x[5,333] no weight",
+                   {floating({5, 333}, 3.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return rms_norm(be, in[0], {}, 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[2,300,1152] shift/scale[2,1,1152]",
+                   {floating({2, 300, 1152}, 1.0f, 0.5f), floating({2, 1, 1152}),
+                    floating({2, 1, 1152}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[2,45,200] shift[200] scale[2,45,200]",
+                   {floating({2, 45, 200}), floating({200}), floating({2, 45, 200}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[2,10,4096] shift/scale[2,1,4096] (block per row)",
+                   {floating({2, 10, 4096}, 1.0f, -0.5f), floating({2, 1, 4096}),
+                    floating({2, 1, 4096}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"group_norm", "x[2,5,12,20,128] 32 groups",
+                   {floating({2, 5, 12, 20, 128}, 1.0f, 1.0f), floating({128}, 0.5f, 1.0f),
+                    floating({128}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return group_norm(be, in[0], 32, in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"group_norm", "x[1,40,40,96] 32 groups (3 channels each)",
+                   {floating({1, 40, 40, 96}, 2.0f, -1.0f), floating({96}, 0.5f, 1.0f),
+                    floating({96}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return group_norm(be, in[0], 32, in[1], in[2], 1e-5f);
+                   }});
+  cases.push_back({"group_norm", "x[1,8,64,64,128] 32 groups (many chunks)",
+                   {floating({1, 8, 64, 64, 128}, 1.0f, 4.0f), floating({128}, 0.5f, 1.0f),
+                    floating({128}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return group_norm(be, in[0], 32, in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"group_norm", "x[3,7,7,60] 1 group",
+                   {floating({3, 7, 7, 60}), floating({60}, 0.5f, 1.0f), floating({60}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return group_norm(be, in[0], 1, in[1], in[2], 1e-6f);
+                   }});
+}
+
+void add_activations(std::vector<Case>& cases) {
+  for (const bool tanh_approx : {true, false}) {
+    cases.push_back({"gelu", std::string(tanh_approx ? "tanh" : "exact") + " x[1000,777]",
+                     {floating({1000, 777}, 4.0f)},
+                     [tanh_approx](Backend& be, const std::vector<Tensor>& in) {
+                       return gelu(be, in[0], tanh_approx);
+                     }});
+  }
+  cases.push_back({"gelu", "tanh, x = [300,41]^T (non-contiguous)",
+                   {floating({300, 41}, 4.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return gelu(be, in[0].transpose(0, 1), true);
+                   }});
+  cases.push_back({"silu", "x[1000,777]", {floating({1000, 777}, 6.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return silu(be, in[0]); }});
+  cases.push_back({"silu", "x[13] (odd tail)", {floating({13}, 6.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return silu(be, in[0]); }});
+  cases.push_back({"softmax", "x[64,1000] scale 5", {floating({64, 1000}, 5.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return softmax(be, in[0]); }});
+  cases.push_back({"softmax", "x[2,16,77] scale 3", {floating({2, 16, 77}, 3.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return softmax(be, in[0]); }});
+  cases.push_back({"softmax", "x[8,5000] scale 6 (a block per row)", {floating({8, 5000}, 6.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return softmax(be, in[0]); }});
+  cases.push_back({"softmax", "x[4,20000] (row beyond the shared cache)",
+                   {floating({4, 20000}, 8.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) { return softmax(be, in[0]); }});
+}
+
+void add_rope(std::vector<Case>& cases) {
+  cases.push_back({"apply_rope", "x[2,50,4,64] 1D angles",
+                   {floating({2, 50, 4, 64}), given_f32(rope_angles_1d(50, 64, 10000.0))},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return apply_rope(be, in[0], in[1]);
+                   }});
+  cases.push_back({"apply_rope", "x[2,10,3,6] 1D angles (pairs, no 16-byte packs)",
+                   {floating({2, 10, 3, 6}), given_f32(rope_angles_1d(10, 6, 10000.0))},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return apply_rope(be, in[0], in[1]);
+                   }});
+  cases.push_back({"apply_rope", "x = q view of qkv[2,60,3,4,72], 3D angles grid (3,4,5)",
+                   {floating({2, 60, 3, 4, 72}), given_f32(rope_angles_3d({3, 4, 5}, {24, 24, 24},
+                                                                          10000.0))},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return apply_rope(be, in[0].select(2, 0), in[1]);
+                   }});
+}
+
+}  // namespace
+
+void add_row_cases(std::vector<Case>& cases) {
+  add_norms(cases);
+  add_activations(cases);
+  add_rope(cases);
+}
+
+}  // namespace ditserve::gpu_check
