@@ -22,20 +22,24 @@ void check_cublas(cublasStatus_t status, const char* what) {
 
 CudaBackend::CudaBackend(int device)
     : device_(device),
-      stream_(device),
-      caching_(std::make_shared<CachingAllocator>(device, stream_.get())),
+      stream_(std::make_shared<Stream>(device)),
+      caching_(std::make_shared<CachingAllocator>(device, stream_)),
       allocator_(caching_) {
   DeviceGuard guard(device_);
   check_cublas(cublasLtCreate(&cublaslt_), "cublasLtCreate");
   check_cudnn(cudnnCreate(&cudnn_), "cudnnCreate");
-  check_cudnn(cudnnSetStream(cudnn_, stream_.get()), "cudnnSetStream");
+  check_cudnn(cudnnSetStream(cudnn_, stream_->get()), "cudnnSetStream");
   DITSERVE_CUDA_CHECK(
       cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device_));
 }
 
 CudaBackend::~CudaBackend() {
-  DeviceGuard guard(device_);
-  cudaStreamSynchronize(stream_.get());
+  // No DeviceGuard: it throws, and destructors may run while the runtime unloads.
+  if (cudaSetDevice(device_) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  cudaStreamSynchronize(stream_->get());
   workspace_ = Tensor();
   if (cudnn_ != nullptr) cudnnDestroy(cudnn_);
   if (cublaslt_ != nullptr) cublasLtDestroy(cublaslt_);

@@ -21,10 +21,10 @@ class CudaBackend final : public Backend {
 
   Device device() const override { return Device::cuda(device_); }
   const std::shared_ptr<Allocator>& allocator() const override { return allocator_; }
-  void synchronize() override { stream_.synchronize(); }
+  void synchronize() override { stream_->synchronize(); }
 
   int device_index() const { return device_; }
-  cudaStream_t stream() const { return stream_.get(); }
+  cudaStream_t stream() const { return stream_->get(); }
   cublasLtHandle_t cublaslt() const { return cublaslt_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
   PoolStats pool_stats() const { return caching_->stats(); }
@@ -35,7 +35,7 @@ class CudaBackend final : public Backend {
 
  private:
   int device_;
-  Stream stream_;
+  std::shared_ptr<Stream> stream_;  // shared with the allocator: tensors may outlive us
   std::shared_ptr<CachingAllocator> caching_;
   std::shared_ptr<Allocator> allocator_;
   cublasLtHandle_t cublaslt_ = nullptr;

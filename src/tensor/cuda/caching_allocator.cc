@@ -7,8 +7,8 @@
 
 namespace ditserve::cuda {
 
-CachingAllocator::CachingAllocator(int device, cudaStream_t stream)
-    : device_(device), stream_(stream) {
+CachingAllocator::CachingAllocator(int device, std::shared_ptr<const Stream> stream)
+    : device_(device), stream_(std::move(stream)) {
   DITSERVE_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device));
   std::uint64_t keep_everything = UINT64_MAX;
   DITSERVE_CUDA_CHECK(
@@ -18,7 +18,7 @@ CachingAllocator::CachingAllocator(int device, cudaStream_t stream)
 void* CachingAllocator::allocate(std::size_t bytes) {
   DeviceGuard guard(device_);
   void* ptr = nullptr;
-  const cudaError_t status = cudaMallocFromPoolAsync(&ptr, bytes == 0 ? 256 : bytes, pool_, stream_);
+  const cudaError_t status = cudaMallocFromPoolAsync(&ptr, bytes == 0 ? 256 : bytes, pool_, stream_->get());
   if (status != cudaSuccess) {
     cudaGetLastError();
     throw Error("out of GPU memory on cuda:" + std::to_string(device_) + " allocating " +
@@ -28,8 +28,10 @@ void* CachingAllocator::allocate(std::size_t bytes) {
 }
 
 void CachingAllocator::deallocate(void* ptr, std::size_t) {
-  DeviceGuard guard(device_);
-  cudaFreeAsync(ptr, stream_);
+  // Called from destructors: never throws (the runtime may be unloading at exit).
+  if (cudaSetDevice(device_) != cudaSuccess || cudaFreeAsync(ptr, stream_->get()) != cudaSuccess) {
+    cudaGetLastError();
+  }
 }
 
 PoolStats CachingAllocator::stats() const {

@@ -4,7 +4,8 @@
 // allocation never reaches cudaMalloc. Blocks are freed in stream order: memory freed
 // by a tensor may be reused by later work on the same stream at once.
 // REQUIRES: tensors from this allocator are used only on its stream, or the user orders
-// other streams after it with events before the tensor is released.
+// other streams after it with events before the tensor is released. The allocator shares
+// ownership of the stream, so tensors may outlive the Backend that made them.
 
 #include <cuda_runtime_api.h>
 
@@ -12,6 +13,7 @@
 #include <memory>
 
 #include "tensor/allocator.h"
+#include "tensor/cuda/stream.h"
 
 namespace ditserve::cuda {
 
@@ -23,7 +25,7 @@ struct PoolStats {
 
 class CachingAllocator final : public Allocator {
  public:
-  CachingAllocator(int device, cudaStream_t stream);
+  CachingAllocator(int device, std::shared_ptr<const Stream> stream);
   Device device() const override { return Device::cuda(device_); }
   void* allocate(std::size_t bytes) override;
   void deallocate(void* ptr, std::size_t bytes) override;
@@ -31,7 +33,7 @@ class CachingAllocator final : public Allocator {
 
  private:
   int device_;
-  cudaStream_t stream_;
+  std::shared_ptr<const Stream> stream_;
   cudaMemPool_t pool_ = nullptr;
 };
 

@@ -17,16 +17,25 @@ DeviceGuard::DeviceGuard(int device) {
 
 DeviceGuard::~DeviceGuard() { cudaSetDevice(previous_); }
 
+namespace {
+
+// Destructors must not throw: at process exit the CUDA runtime may already be unloading,
+// and then there is nothing left to release. Returns false when the device cannot be set.
+bool set_device_quietly(int device) {
+  if (cudaSetDevice(device) == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
+}
+
+}  // namespace
+
 Stream::Stream(int device) : device_(device) {
   DeviceGuard guard(device);
   DITSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 }
 
 Stream::~Stream() {
-  if (stream_ != nullptr) {
-    DeviceGuard guard(device_);
-    cudaStreamDestroy(stream_);
-  }
+  if (stream_ != nullptr && set_device_quietly(device_)) cudaStreamDestroy(stream_);
 }
 
 void Stream::synchronize() const { DITSERVE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -38,10 +47,7 @@ Event::Event(int device, bool timing) : device_(device) {
 }
 
 Event::~Event() {
-  if (event_ != nullptr) {
-    DeviceGuard guard(device_);
-    cudaEventDestroy(event_);
-  }
+  if (event_ != nullptr && set_device_quietly(device_)) cudaEventDestroy(event_);
 }
 
 void Event::record(const Stream& stream) { record(stream.get()); }
