@@ -2,9 +2,12 @@
 
 #include <cmath>
 
+#include "kernels/activation.h"
 #include "kernels/copy.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/dispatch.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 
 namespace ditserve {
 namespace {
@@ -15,6 +18,36 @@ Tensor with_unit_head_dim(Backend& be, const Tensor& t) {
   const bool direct =
       (t.size(3) == 1 || t.stride(3) == 1) && (t.size(1) <= 1 || t.stride(1) >= t.size(3));
   return direct ? t : contiguous(be, t);
+}
+
+// Heads wider than the fused and direct CUDA kernels take (the SD VAE's single 512-wide
+// head): exact attention composed of f32 matrix products and a row softmax, a block of
+// queries at a time so the score matrix stays within ~512 MiB.
+void attention_by_products(Backend& be, const Tensor& out, const Tensor& q, const Tensor& k,
+                           const Tensor& v, float scale, const Tensor& bias) {
+  const std::int64_t batch = q.size(0), sq = q.size(1), heads = q.size(2), sk = k.size(1);
+  const std::int64_t block = std::max<std::int64_t>(1, (std::int64_t{128} << 20) / sk);
+  const Tensor scale_t = transfer(*make_backend(Device::cpu()),
+                                  Tensor::from_vector({scale}, {1}), be);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    for (std::int64_t h = 0; h < heads; ++h) {
+      const Tensor keys_t = cast(be, k.select(0, b).select(1, h), DType::f32).transpose(0, 1);
+      const Tensor values = cast(be, v.select(0, b).select(1, h), DType::f32);
+      for (std::int64_t start = 0; start < sq; start += block) {
+        const std::int64_t n = std::min(block, sq - start);
+        const Tensor queries =
+            mul(be, cast(be, q.select(0, b).narrow(0, start, n).select(1, h), DType::f32), scale_t);
+        Tensor scores = matmul(be, queries.unsqueeze(0), keys_t.unsqueeze(0));  // [1, n, Sk]
+        if (bias.defined()) {
+          scores = add(be, scores,
+                       cast(be, bias.select(0, b).select(0, h).narrow(0, start, n), DType::f32));
+        }
+        const Tensor rows = matmul(be, softmax(be, scores), values.unsqueeze(0));  // [1, n, D]
+        copy_into(be, out.select(0, b).narrow(0, start, n).select(1, h),
+                  cast(be, rows.squeeze(0), out.dtype()));
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -73,6 +106,12 @@ Tensor attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
   } else {
     DITSERVE_ON_CUDA({
       auto& cuda_be = cuda::as_cuda(be);
+      if (d > cuda::kMaxDirectHeadDim) {
+        DITSERVE_CHECK(!lengths.defined(), "attention: key_lengths with head dim ", d,
+                       " > ", cuda::kMaxDirectHeadDim, " is not supported on CUDA");
+        attention_by_products(be, out, qv, kv, vv, scale, bias);
+        return out;
+      }
       const bool fused = q.dtype() != DType::f32 &&
                          cuda::attention_cudnn(cuda_be, out, qv, kv, vv, scale, lengths, bias);
       if (!fused) cuda::attention_direct(cuda_be, out, qv, kv, vv, scale, lengths, bias);

@@ -1,17 +1,24 @@
 // elastic — ditserve's own policy (docs/SCHEDULING.md): DDiT's step granularity, optimal DoP
 // and decoupled VAE, TetriServe's deadline awareness, and preemption at step boundaries:
 // - every decision point re-deals the free devices among the requests at a step boundary;
-//   a running request has no claim on its group beyond its priority (its latents move, at
-//   the profile's move cost, when its group changes);
-// - order: first the requests that can no longer meet their deadline even at B, oldest
-//   first: they count for no SLO any more, and every second they wait lengthens the tail;
-//   then the others, least slack first (slack = deadline - now - (steps left x t(B) +
-//   decode)), so a request is served just as early as its deadline needs;
-// - pass 1: each, in that order, gets the fewest devices that still meet its deadline
-//   (TetriServe's fewest GPU-seconds; B for a late request), or the largest profiled DoP
-//   that the free devices allow;
-// - pass 2: devices left over top the same requests up towards B, in the same order: idle
-//   devices speed up running work, never past the optimal DoP;
+//   their latents move, at the profile's move cost, when their group changes;
+// - order, in three classes: (1) requests that can no longer meet their deadline even at
+//   B, oldest first: they count for no SLO any more and every second they wait lengthens
+//   the tail; (2) urgent requests, whose slack (deadline - now - (steps left x t(B) +
+//   decode)) is below kUrgentShare of their deadline span, least slack first; (3) the
+//   rest, oldest first: a request with room to wait does wait, behind older work, so the
+//   largest shapes do not pay for small-first ordering (p99), and no request is delayed
+//   past the point where its deadline needs it (SLO);
+// - pass 1: each, in that order, gets the fewest devices that meet its deadline
+//   (TetriServe's fewest GPU-seconds; B for a late request); a request that ran the last
+//   step and is not urgent keeps its DoP up to B (DDiT: no preemption without need);
+// - pass 2: devices left over top the same requests up towards B, in the same order;
+// - pass 3, work conserving: only when every candidate has devices, the devices that no
+//   running request below B could claim at its next boundary go, a profiled DoP at a
+//   time, to the request whose remaining steps get the most faster per added device
+//   (grow_fastest); splitting past B only happens when the step gets faster; B is the
+//   cost-efficient DoP under contention, and with nothing waiting the fastest DoP costs
+//   nobody anything (a grown request is shrunk back at its next boundary if work arrives);
 // - the VAE decodes on one device (the lowest id of the last group) as soon as steps end.
 
 #include <algorithm>
@@ -23,11 +30,18 @@
 namespace ditserve::sched {
 namespace {
 
+// A request is urgent when its slack at B is below this share of (deadline - arrival).
+// 0.3 to 0.6 measure alike on the committed workloads (SCHEDULING.md); below 0.3 urgent
+// requests start too late to keep SLO attainment.
+constexpr double kUrgentShare = 0.4;
+
+enum class Class { kLate = 0, kUrgent = 1, kOther = 2 };
+
 struct Candidate {
   int request = -1;
-  bool late = false;
+  Class cls = Class::kOther;
   double slack = 0;
-  int want = 1;     // the DoP that meets the deadline at the fewest GPU-seconds (late: B)
+  int want = 1;     // pass 1's DoP
   int optimal = 1;  // B
   std::vector<int> devices;
 };
@@ -56,9 +70,9 @@ class ElasticPolicy : public Policy {
     cand.reserve(ids.size());
     for (const int r : ids) cand.push_back(assess(s, r, n));
     std::stable_sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) {
-      if (a.late != b.late) return a.late;
-      if (a.late) return a.request < b.request;  // arrival order
-      return a.slack < b.slack;
+      if (a.cls != b.cls) return a.cls < b.cls;
+      if (a.cls == Class::kUrgent && a.slack != b.slack) return a.slack < b.slack;
+      return a.request < b.request;  // arrival order
     });
     for (Candidate& c : cand) {  // pass 1
       if (free.empty()) break;
@@ -74,12 +88,35 @@ class ElasticPolicy : public Policy {
       auto more = take_devices(free, k - have, s.requests[c.request].last_group);
       c.devices.insert(c.devices.end(), more.begin(), more.end());
     }
+    const bool all_placed =
+        cand.size() == s.ready.size() &&
+        std::all_of(cand.begin(), cand.end(), [](const Candidate& c) { return !c.devices.empty(); });
+    if (all_placed && !free.empty()) {  // pass 3
+      std::vector<GrowthClaim> claims;
+      claims.reserve(cand.size());
+      for (Candidate& c : cand) {
+        const RequestState& st = s.requests[c.request];
+        claims.push_back({&s.shape_of(c.request), st.steps_left(), &c.devices, &st.last_group});
+      }
+      grow_fastest(claims, free, free_after_claims(s, static_cast<int>(free.size()), n));
+    }
     for (Candidate& c : cand)
       if (!c.devices.empty()) out.actions.push_back(step_action(c.request, std::move(c.devices), 1));
     return out;
   }
 
  private:
+  // Free devices that no stepping request below B could take at its next boundary.
+  int free_after_claims(const SchedState& s, int free, int devices) const {
+    int spare = free;
+    for (const int r : s.running) {
+      const RequestState& st = s.requests[r];
+      if (st.phase != Phase::kStepping) continue;
+      spare -= std::max(0, optimal_dop(s, st.spec.shape, devices) - static_cast<int>(st.group.size()));
+    }
+    return std::max(0, spare);
+  }
+
   Candidate assess(const SchedState& s, int r, int devices) const {
     const RequestState& st = s.requests[r];
     const ShapeProfile& shape = s.shape_of(r);
@@ -89,16 +126,20 @@ class ElasticPolicy : public Policy {
     c.request = r;
     c.optimal = optimal_dop(s, st.spec.shape, devices);
     c.slack = st.spec.deadline - s.now - (left * shape.step(c.optimal) + tail);
-    c.late = !(c.slack >= 0);
+    const double span = st.spec.deadline - st.spec.arrival;
+    c.cls = !(c.slack >= 0) ? Class::kLate : c.slack < kUrgentShare * span ? Class::kUrgent : Class::kOther;
     c.want = c.optimal;
-    if (!c.late) {
-      double best = std::numeric_limits<double>::infinity();
-      for (const auto& [k, t] : shape.step_s) {
-        if (k > c.optimal) break;
-        if (s.now + left * t + tail <= st.spec.deadline && k * t < best) {
-          best = k * t;
-          c.want = k;
-        }
+    if (c.cls == Class::kLate) return c;
+    if (c.cls == Class::kOther && st.held && !st.last_group.empty()) {
+      c.want = std::min<int>(c.optimal, static_cast<int>(st.last_group.size()));
+      return c;
+    }
+    double best = std::numeric_limits<double>::infinity();
+    for (const auto& [k, t] : shape.step_s) {
+      if (k > c.optimal) break;
+      if (s.now + left * t + tail <= st.spec.deadline && k * t < best) {
+        best = k * t;
+        c.want = k;
       }
     }
     return c;

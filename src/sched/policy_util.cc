@@ -35,6 +35,33 @@ int next_dop(const ShapeProfile& shape, int dop) {
   return it == shape.step_s.end() ? 0 : it->first;
 }
 
+void grow_fastest(std::vector<GrowthClaim>& claims, std::vector<int>& free, int spare) {
+  while (spare > 0) {
+    double best_gain = 0;
+    GrowthClaim* best = nullptr;
+    int best_k = 0;
+    for (GrowthClaim& c : claims) {
+      const int have = static_cast<int>(c.devices->size());
+      const double now_s = c.shape->step(have);
+      for (const auto& [k, t] : c.shape->step_s) {
+        if (k <= have) continue;
+        if (k > have + spare) break;
+        const double gain = (c.steps_left * (now_s - t) - c.shape->move_s) / (k - have);
+        if (gain > best_gain) {
+          best_gain = gain;
+          best = &c;
+          best_k = k;
+        }
+      }
+    }
+    if (best == nullptr) return;
+    const int add = best_k - static_cast<int>(best->devices->size());
+    std::vector<int> more = take_devices(free, add, *best->prefer);
+    best->devices->insert(best->devices->end(), more.begin(), more.end());
+    spare -= add;
+  }
+}
+
 Action step_action(int request, std::vector<int> devices, int steps) {
   Action a;
   a.kind = ActionKind::kStep;

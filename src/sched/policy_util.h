@@ -19,6 +19,22 @@ int largest_dop_at_most(const ShapeProfile& shape, int limit);
 // The next DoP above `dop` in the step table; 0 if none.
 int next_dop(const ShapeProfile& shape, int dop);
 
+// A request that may grow past the DoP it was given: its shape, the steps it has left, the
+// devices it holds now (grown in place) and where its latents are (preferred).
+struct GrowthClaim {
+  const ShapeProfile* shape = nullptr;
+  int steps_left = 0;
+  std::vector<int>* devices = nullptr;
+  const std::vector<int>* prefer = nullptr;
+};
+
+// Work-conserving scale-up: hands at most `spare` devices of `free` to the claims, each
+// time to the claim and profiled DoP k that save the most seconds per added device,
+// (steps_left x (t(have) - t(k)) - move_s) / (k - have), while some saving is positive.
+// A shape that gets no faster on more devices never grows. REQUIRES: every claim holds
+// devices whose count is a profiled DoP; spare <= free.size().
+void grow_fastest(std::vector<GrowthClaim>& claims, std::vector<int>& free, int spare);
+
 Action step_action(int request, std::vector<int> devices, int steps);
 Action decode_action(int request, std::vector<int> devices);
 

@@ -89,8 +89,10 @@ void add_attention(std::vector<Case>& cases) {
   auto qk = [](const AttnShape& s, std::int64_t seq) {
     return floating({s.b, seq, s.h, s.d}, 2.0f / std::sqrt(std::sqrt(static_cast<float>(s.d))));
   };
+  // D = 512 (the SD VAE's mid-block head) takes the composed matrix-product path on CUDA.
   for (const AttnShape s : {AttnShape{2, 100, 100, 3, 64}, AttnShape{2, 77, 200, 3, 72},
-                            AttnShape{1, 130, 257, 2, 128}, AttnShape{2, 50, 70, 2, 20}}) {
+                            AttnShape{1, 130, 257, 2, 128}, AttnShape{2, 50, 70, 2, 20},
+                            AttnShape{2, 96, 96, 1, 512}}) {
     cases.push_back({"attention", attn_desc(s, ""),
                      {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d})},
                      [](Backend& be, const std::vector<Tensor>& in) {

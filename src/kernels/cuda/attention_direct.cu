@@ -21,7 +21,7 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kQueriesPerWarp = 4;
 constexpr int kQueriesPerBlock = kWarps * kQueriesPerWarp;
 constexpr int kKeysPerTile = 32;
-constexpr int kMaxHeadDim = 256;
+constexpr int kMaxHeadDim = static_cast<int>(kMaxDirectHeadDim);
 constexpr int kDimChunks = kMaxHeadDim / 32;
 
 struct AttentionParams {

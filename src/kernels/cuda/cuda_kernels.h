@@ -60,6 +60,9 @@ void embedding(CudaBackend& be, const Tensor& out, const Tensor& table, const Te
 void timestep_embedding(CudaBackend& be, const Tensor& out, const Tensor& t, int dim,
                         bool cos_first, float max_period);
 
+// The widest head attention_direct takes.
+inline constexpr std::int64_t kMaxDirectHeadDim = 256;
+
 // Exact attention (any float dtype, f32 softmax) for the cases cuDNN's fused kernel
 // does not take (f32 inputs, odd head dims). Same contract as ditserve::attention:
 // q [B, Sq, H, D], k/v [B, Sk, H, D] unit stride on D; out contiguous [B, Sq, H, D];

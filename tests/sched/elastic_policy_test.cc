@@ -1,0 +1,99 @@
+// elastic's rules on hand-made scenarios (docs/SCHEDULING.md): work-conserving growth past
+// B only while nothing waits, oldest-first among requests that can wait, urgent requests
+// first, and no shrinking of a running request without need.
+
+#include <gtest/gtest.h>
+
+#include "sched/policy.h"
+#include "sched/state_builder.h"
+#include "sched/test_profiles.h"
+
+namespace ditserve::sched {
+namespace {
+
+using testing::StateBuilder;
+constexpr int kSmall = 0, kLarge = 1, kMid = 2;
+
+// small: B = 1, slower when split. large: B = 4. mid: B = 1 (doubling gains 30% < 40%) but
+// faster on 2 and 4 devices, so only the work-conserving pass splits it.
+Profile profile() {
+  Profile p = testing::small_large_profile();
+  p.shapes.push_back(testing::make_shape("mid", {{1, 100}, {2, 70}, {4, 50}}, 100));
+  return p;
+}
+
+int devices_of(const Decision& d, int request) {
+  for (const auto& a : d.actions)
+    if (a.request == request) return static_cast<int>(a.devices.size());
+  return 0;
+}
+
+Decision decide(const StateBuilder& b) { return make_policy("elastic", {})->decide(b.state()); }
+
+TEST(ElasticPolicy, GrowsPastTheOptimalDopOnlyWhenNothingWaitsAndOnlyIfFaster) {
+  StateBuilder b(profile(), 4);
+  const int mid = b.add(kMid, 10, 0, kNoDeadline, Phase::kReady);
+  EXPECT_EQ(profile().shapes[kMid].optimal_dop(kDefaultMinGain, 4), 1);
+  EXPECT_EQ(devices_of(decide(b), mid), 4);  // the fastest DoP: devices would idle otherwise
+
+  StateBuilder b2(profile(), 4);
+  const int small = b2.add(kSmall, 10, 0, kNoDeadline, Phase::kReady);
+  EXPECT_EQ(devices_of(decide(b2), small), 1);  // splitting would slow it down
+}
+
+TEST(ElasticPolicy, GrowthLeavesDevicesForAHungryRunningRequest) {
+  StateBuilder b(profile(), 4);
+  // The large request runs on 2 devices (B = 4): the 2 free ones are its at its boundary.
+  b.add(kLarge, 10, 0, kNoDeadline, Phase::kStepping, 3, {0, 1}, {0, 1});
+  const int mid = b.add(kMid, 10, 0, kNoDeadline, Phase::kReady);
+  EXPECT_EQ(devices_of(decide(b), mid), 1);
+}
+
+TEST(ElasticPolicy, AGrownRequestShrinksBackWhenWorkArrives) {
+  StateBuilder b(profile(), 4);
+  const int mid = b.add(kMid, 10, 0, kNoDeadline, Phase::kReady, 3, {}, {0, 1, 2, 3}, true);
+  const int small = b.add(kSmall, 10, 1, kNoDeadline, Phase::kReady);
+  b.at(1.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, small), 1);
+  // Back to B, then grown again with what is left: 2 (4 would need 3 more devices).
+  EXPECT_EQ(devices_of(d, mid), 2);
+}
+
+TEST(ElasticPolicy, AnOldLargeRequestIsNotStarvedByNewerSmallOnes) {
+  StateBuilder b(profile(), 2);
+  // Every request can wait (slack well above 40% of its deadline span); least-slack-first
+  // would serve the two small ones and leave the large one waiting.
+  const int large = b.add(kLarge, 10, 0, 100.0, Phase::kReady);
+  const int s1 = b.add(kSmall, 10, 1, 11.0, Phase::kReady);
+  const int s2 = b.add(kSmall, 10, 2, 12.0, Phase::kReady);
+  b.at(3.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, large), 1);  // the fewest devices that meet its deadline
+  EXPECT_EQ(devices_of(d, s1), 1);
+  EXPECT_EQ(devices_of(d, s2), 0);
+}
+
+TEST(ElasticPolicy, AnUrgentRequestGoesBeforeAnOlderOneThatCanWait) {
+  StateBuilder b(profile(), 1);
+  const int large = b.add(kLarge, 10, 0, 100.0, Phase::kReady);
+  // 10 x 50 ms + 100 ms decode (+ 1 ms move): slack 0.3 s of a 0.9 s span, below 40%.
+  const int small = b.add(kSmall, 10, 1, 1.9, Phase::kReady);
+  b.at(1.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, small), 1);
+  EXPECT_EQ(devices_of(d, large), 0);
+}
+
+TEST(ElasticPolicy, ARunningRequestThatIsNotUrgentKeepsItsDop) {
+  StateBuilder b(profile(), 4);
+  const int running = b.add(kLarge, 20, 0, 100.0, Phase::kReady, 5, {}, {0, 1, 2, 3}, true);
+  const int newer = b.add(kLarge, 20, 1, 100.0, Phase::kReady);
+  b.at(1.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, running), 4);
+  EXPECT_EQ(devices_of(d, newer), 0);
+}
+
+}  // namespace
+}  // namespace ditserve::sched
