@@ -17,10 +17,13 @@ def main():
     check = json.load(open(a.gpu_check))
     out = {"commit": a.commit, "command": a.command, "gpu": log.splitlines()[1].strip(),
            "gpu_check": {"total": check["total"], "failed": check["failed"]}, "log": log}
-    m = re.search(r"latents rel\. error ([0-9.e+-]+), decoded video rel\. error ([0-9.e+-]+)", log)
+    m = re.search(r"latents rel\. error ([0-9.e+-]+) \(DiT bf16 on CUDA\); decoded video rel\. "
+                  r"error ([0-9.e+-]+) \(VAE f32 on CUDA\), ([0-9.e+-]+) \(VAE bf16", log)
     if m:
-        out["tiny_cuda_vs_cpu"] = {"latents_rel_error_after_3_steps": float(m.group(1)),
-                                   "decoded_video_rel_error": float(m.group(2)), "threshold": 2e-2}
+        out["tiny_cuda_vs_cpu"] = {"latents_rel_error_after_3_steps_dit_bf16": float(m.group(1)),
+                                   "latents_threshold": 2e-2,
+                                   "decoded_video_rel_error_vae_f32": float(m.group(2)),
+                                   "decoded_video_rel_error_vae_bf16": float(m.group(3))}
     m = re.search(r"timings: load ([0-9.]+) s, encode ([0-9.]+) s, denoise ([0-9.]+) s "
                   r"\(([0-9.]+) s/step\), decode ([0-9.]+) s, write ([0-9.]+) s", log)
     if m:
