@@ -8,7 +8,6 @@ packages=(
   nlohmann-json3-dev       # JSON: checkpoints' headers, profiles, HTTP bodies
   libcli11-dev             # command-line parsing
   libgtest-dev libgmock-dev  # unit tests
-  libbenchmark-dev         # CPU microbenchmarks
   ffmpeg                   # ffprobe, used by tests to check written videos
   libsentencepiece-dev     # the prompt tokenizer; its trainer builds the `tiny` tokenizer
   libavcodec-dev           # H.264 (libx264) and PNG encoders for generated videos/images

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "tensor/error.h"
 
@@ -48,19 +49,22 @@ TEST(ValidateRequest, NamesTheBadField) {
 
 class TinyPipeline : public ::testing::Test {
  protected:
+  // One model for the whole suite: loading it is the slow part.
   static void SetUpTestSuite() {
-    be_ = make_backend(Device::cpu()).release();
-    pipeline_ = new Pipeline(find_model("tiny"), *be_, std::nullopt);
+    backend_ = make_backend(Device::cpu());
+    owned_pipeline_ = std::make_unique<Pipeline>(find_model("tiny"), *backend_, std::nullopt);
+    be_ = backend_.get();
+    pipeline_ = owned_pipeline_.get();
   }
   static void TearDownTestSuite() {
-    delete pipeline_;
-    delete be_;
+    owned_pipeline_.reset();
+    backend_.reset();
   }
-  static Backend* be_;
-  static Pipeline* pipeline_;
+  static inline std::unique_ptr<Backend> backend_;
+  static inline std::unique_ptr<Pipeline> owned_pipeline_;
+  static inline Backend* be_ = nullptr;
+  static inline Pipeline* pipeline_ = nullptr;
 };
-Backend* TinyPipeline::be_ = nullptr;
-Pipeline* TinyPipeline::pipeline_ = nullptr;
 
 TEST_F(TinyPipeline, EncodeBatchesPromptWithNullCaption) {
   const std::string prompt = "a panda eats bamboo";

@@ -125,13 +125,13 @@ TEST(ElasticPolicy, AStarvingUrgentRequestPreemptsAtAStepBoundary) {
   EXPECT_EQ(devices_of(d, l), 2);  // shrinks to the largest profiled DoP that is left
 }
 
-TEST(ElasticPolicy, NeverSplitsPastTheOptimalDop) {
+TEST(ElasticPolicy, StaysAtTheOptimalDopWhenSplittingFurtherIsNotFaster) {
   StateBuilder b(testing::small_large_profile(), 8);
   const int s = b.add(kSmall, 10, 0, kNoDeadline, Phase::kReady);
   const int l = b.add(kLarge, 10, 0, kNoDeadline, Phase::kReady);
   const Decision d = make_policy("elastic", {})->decide(b.state());
   EXPECT_EQ(devices_of(d, s), 1);
-  EXPECT_EQ(devices_of(d, l), 4);  // 3 devices stay idle rather than exceed B
+  EXPECT_EQ(devices_of(d, l), 4);  // 3 devices stay idle: no step gets faster past B here
 }
 
 TEST(ElasticPolicy, GivesTheFewestDevicesThatMeetTheDeadlineWhenDevicesAreShort) {
