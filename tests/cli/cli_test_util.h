@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "support/ffprobe.h"
+
 namespace ditserve::testing {
 
 struct RunResult {
@@ -54,22 +56,6 @@ inline RunResult run_ditserve(const std::vector<std::string>& args) {
   for (const std::string& a : args) command.append(" ").append(quote(a));
   r.out = capture(command.append(" 2>&1"), &r.exit_code);
   return r;
-}
-
-// codec_name, width, height, pix_fmt, nb_read_frames of the first video stream.
-inline std::map<std::string, std::string> probe_video(const std::filesystem::path& file) {
-  const std::string text = capture(
-      "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-      "stream=codec_name,width,height,pix_fmt,nb_read_frames -of default=noprint_wrappers=1 " +
-      quote(file.string()) + " 2>/dev/null");
-  std::map<std::string, std::string> fields;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    const auto eq = line.find('=');
-    if (eq != std::string::npos) fields[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return fields;
 }
 
 inline std::string file_bytes(const std::filesystem::path& p) {

@@ -18,11 +18,7 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 
-Tensor iota(const Shape& shape) {
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
-  std::iota(values.begin(), values.end(), 0.0f);
-  return Tensor::from_vector(values, shape);
-}
+Tensor iota(const Shape& shape) { return testing::iota_tensor(shape); }
 
 template <typename T>
 Tensor host_values(const std::vector<T>& values, DType dtype) {

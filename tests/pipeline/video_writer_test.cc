@@ -5,7 +5,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "pipeline/ffprobe_util.h"
+#include "support/ffprobe.h"
 #include "tensor/error.h"
 
 namespace ditserve {

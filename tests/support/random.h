@@ -20,6 +20,13 @@ inline Tensor random_tensor(const Shape& shape, std::uint32_t seed, float lo = -
   return Tensor::from_vector(values, shape);
 }
 
+// Host f32 tensor holding 0, 1, 2, ... in row-major order.
+inline Tensor iota_tensor(const Shape& shape) {
+  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  return Tensor::from_vector(values, shape);
+}
+
 // ||a - b|| / ||b|| over all elements (b is the reference); NaN anywhere gives +inf.
 inline double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return INFINITY;

@@ -5,6 +5,7 @@
 
 #include <numeric>
 
+#include "support/random.h"
 #include "tensor/error.h"
 
 namespace ditserve {
@@ -15,12 +16,7 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 
-// Host tensor holding 0, 1, 2, ... in row-major order.
-Tensor iota(const Shape& shape) {
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(shape)));
-  std::iota(values.begin(), values.end(), 0.0f);
-  return Tensor::from_vector(values, shape);
-}
+Tensor iota(const Shape& shape) { return testing::iota_tensor(shape); }
 
 TEST(Shape, HelpersFormatCountAndStride) {
   EXPECT_EQ(shape_str({2, 3, 4}), "[2, 3, 4]");
