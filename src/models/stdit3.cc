@@ -351,6 +351,39 @@ Tensor STDiT3::forward(const DenoiseInputs& inputs) {
   return contiguous(be_, full.narrow(1, 0, config_.in_channels));
 }
 
+namespace {
+
+class STDiT3Stages final : public SpatioTemporalStages {
+ public:
+  STDiT3Stages(STDiT3& model, const DenoiseInputs& inputs)
+      : model_(model), latents_(inputs.latents), step_(model.prepare(inputs)) {}
+
+  Backend& backend() const override { return model_.backend(); }
+  std::int64_t depth() const override { return model_.config().depth; }
+  Tensor embed() override { return model_.embed(latents_, step_); }
+  Tensor spatial_block(std::int64_t index, const Tensor& tokens) override {
+    return model_.spatial_block(index, tokens, step_);
+  }
+  Tensor temporal_block(std::int64_t index, const Tensor& tokens) override {
+    return model_.temporal_block(index, tokens, step_);
+  }
+  Tensor final(const Tensor& tokens) override {
+    const Tensor full = model_.final(tokens, step_);
+    return contiguous(backend(), full.narrow(1, 0, model_.config().in_channels));
+  }
+
+ private:
+  STDiT3& model_;
+  Tensor latents_;
+  STDiT3Step step_;
+};
+
+}  // namespace
+
+std::unique_ptr<SpatioTemporalStages> STDiT3::prepare_stages(const DenoiseInputs& inputs) {
+  return std::make_unique<STDiT3Stages>(*this, inputs);
+}
+
 Tensor STDiT3::null_captions(std::int64_t length) const {
   DITSERVE_CHECK(length >= 1 && length <= config_.model_max_length, "STDiT3: null caption length ",
                  length, " outside 1..", config_.model_max_length);

@@ -16,6 +16,7 @@
 
 #include "models/interfaces.h"
 #include "models/weights.h"
+#include "parallel/stages.h"
 
 namespace ditserve {
 
@@ -47,7 +48,7 @@ STDiT3Config stdit3_xl_2();
 STDiT3Config stdit3_tiny();
 
 // Every tensor of Open-Sora's state dict (y_embedder.y_embedding included), PyTorch shapes.
-// rope.freqs cannot be expressed by ParamInit yet: random weights give random values.
+// Random weights give rope.freqs its real table (ParamInit::rope_frequencies).
 std::vector<ParamSpec> stdit3_parameters(const STDiT3Config& config);
 
 // What one evaluation shares across blocks (computed once per step by prepare()).
@@ -93,6 +94,11 @@ class STDiT3 final : public DiffusionTransformer {
   Tensor temporal_block(std::int64_t index, const Tensor& tokens, const STDiT3Step& step);
   // tokens [B, T', S, C] -> f32 [B, out_channels, T, H, W] (unpatchified, cropped).
   Tensor final(const Tensor& tokens, const STDiT3Step& step);
+
+  // One evaluation of `inputs` (validated and prepared here) as stages that a
+  // sequence-parallel step can shard; final() returns what forward() does. This model
+  // must outlive them.
+  std::unique_ptr<SpatioTemporalStages> prepare_stages(const DenoiseInputs& inputs);
 
   // The null caption for classifier-free guidance: y_embedding's first `length` rows,
   // [1, length, caption_channels] in the compute dtype.
