@@ -21,7 +21,6 @@ caption_lengths i32 [B], fps/height/width f32 [1]. --output writes "output" f32
 """
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -30,6 +29,8 @@ import sys
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+from checkpoints import load_state
 
 CONFIGS = {
     # STDiT3-XL/2 (hpcai-tech/OpenSora-STDiT-v3)
@@ -47,26 +48,7 @@ def load_state_dict(path):
     """A .safetensors file, a sharded index, or a directory holding either (or transformer/)."""
     if os.path.isdir(path) and os.path.isdir(os.path.join(path, "transformer")):
         path = os.path.join(path, "transformer")
-    if os.path.isfile(path):
-        if path.endswith(".json"):
-            index_dir = os.path.dirname(path)
-            files = sorted(set(json.load(open(path))["weight_map"].values()))
-            return merge(load_file(os.path.join(index_dir, f)) for f in files)
-        return load_file(path)
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.exists(index):
-        return load_state_dict(index)
-    files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
-    if not files:
-        sys.exit(f"weights: no .safetensors file in {path}")
-    return merge(load_file(f) for f in files)
-
-
-def merge(dicts):
-    out = {}
-    for d in dicts:
-        out.update(d)
-    return out
+    return load_state(path)
 
 
 class STDiT3Reference:

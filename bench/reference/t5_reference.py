@@ -23,34 +23,14 @@ import os
 import re
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import T5Config, T5EncoderModel
 
-
-def checkpoint_files(path):
-    if os.path.isfile(path):
-        if path.endswith(".json"):
-            folder = os.path.dirname(path)
-            with open(path) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            return [os.path.join(folder, s) for s in shards]
-        return [path]
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        return checkpoint_files(index)
-    singles = [f for f in os.listdir(path) if f.endswith(".safetensors")]
-    if len(singles) != 1:
-        raise SystemExit(f"{path}: expected an index or exactly one .safetensors file")
-    return [os.path.join(path, singles[0])]
+from checkpoints import load_state
 
 
-def load_state(path):
-    state = {}
-    for file in checkpoint_files(path):
-        with safe_open(file, framework="pt") as f:
-            for name in f.keys():
-                state[name] = f.get_tensor(name).to(torch.float32)
+def load_t5_state(path):
+    state = load_state(path, lambda t: t.to(torch.float32))
     if "shared.weight" not in state and "encoder.embed_tokens.weight" in state:
         state["shared.weight"] = state["encoder.embed_tokens.weight"]
     return state
@@ -87,7 +67,7 @@ def main():
     torch.set_float32_matmul_precision("highest")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    state = load_state(args.checkpoint)
+    state = load_t5_state(args.checkpoint)
     config = config_from(state, args.max_distance, args.eps)
     with torch.device(device):  # XXL's random init is much faster on the GPU
         model = T5EncoderModel(config).to(torch.float32)

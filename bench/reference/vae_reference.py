@@ -28,8 +28,9 @@ import re
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import save_file
+
+from checkpoints import load_state
 
 SPATIAL = "spatial_vae.module."
 TEMPORAL = "temporal_vae."
@@ -37,32 +38,6 @@ GROUPS = {"tiny": 8, "v1.2": 32}
 SPATIAL_EPS = 1e-6   # diffusers Decoder: resnet_eps and conv_norm_out
 TEMPORAL_EPS = 1e-5  # nn.GroupNorm default in vae_temporal.py
 SPATIAL_SCALING = 0.18215
-
-
-def checkpoint_files(path):
-    if os.path.isfile(path):
-        if path.endswith(".json"):
-            folder = os.path.dirname(path)
-            with open(path) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            return [os.path.join(folder, s) for s in shards]
-        return [path]
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        return checkpoint_files(index)
-    singles = [f for f in os.listdir(path) if f.endswith(".safetensors")]
-    if len(singles) != 1:
-        raise SystemExit(f"{path}: expected an index or exactly one .safetensors file")
-    return [os.path.join(path, singles[0])]
-
-
-def load_state(path, device, dtype):
-    state = {}
-    for file in checkpoint_files(path):
-        with safe_open(file, framework="pt") as f:
-            for name in f.keys():
-                state[name] = f.get_tensor(name).to(device=device, dtype=dtype)
-    return state
 
 
 def indices(state, pattern):
@@ -218,7 +193,7 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float32 if args.dtype == "f32" else torch.bfloat16
 
-    p = load_state(args.checkpoint, device, dtype)
+    p = load_state(args.checkpoint, lambda t: t.to(device=device, dtype=dtype))
     groups = GROUPS[args.config]
     latent_channels = p["scale"].shape[1]
     factor = 2 ** (len(indices(p, re.escape(SPATIAL) + r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.weight")))
