@@ -70,14 +70,10 @@ Tensor transfer(Backend& from, const Tensor& src, Backend& to) {
     // the destination's stream waits for it.
     auto& source = cuda::as_cuda(from);
     auto& dst = cuda::as_cuda(to);
-    cuda::Event allocated(dst.device_index());
-    allocated.record(dst.stream());
-    allocated.block(source.stream());
+    cuda::wait_for(source.stream(), dst.device_index(), dst.stream());  // out is allocated
     DITSERVE_CUDA_CHECK(cudaMemcpyPeerAsync(out.raw_data(), dst.device_index(), packed.raw_data(),
                                             source.device_index(), out.nbytes(), source.stream()));
-    cuda::Event copied(source.device_index());
-    copied.record(source.stream());
-    copied.block(dst.stream());
+    cuda::wait_for(dst.stream(), source.device_index(), source.stream());
     // `packed` may be a temporary of the source's stream: it is freed in that stream's
     // order, after the copy. `out` belongs to dst's stream, which now waits for the copy.
   }

@@ -143,9 +143,7 @@ void fabric_copy(Backend& from, const Tensor& src, Backend& to, const Tensor& ds
   const Tensor landing = plan || dst.is_contiguous() ? dst : to.empty(dst.shape(), dst.dtype());
   if (!same) {
     // dst's stream's prior work (its allocation, earlier readers) completes before the copy.
-    Event ready(target.device_index());
-    ready.record(target.stream());
-    ready.block(source.stream());
+    wait_for(source.stream(), target.device_index(), target.stream());
   }
   {
     DeviceGuard guard(source.device_index());
@@ -158,11 +156,7 @@ void fabric_copy(Backend& from, const Tensor& src, Backend& to, const Tensor& ds
                                               landing.nbytes(), source.stream()));
     }
   }
-  if (!same) {
-    Event copied(source.device_index());
-    copied.record(source.stream());
-    copied.block(target.stream());
-  }
+  if (!same) wait_for(target.stream(), source.device_index(), source.stream());
   if (!plan && !dst.is_contiguous()) copy_into(to, dst, landing);
 }
 

@@ -69,4 +69,10 @@ float Event::elapsed_ms_since(const Event& start) const {
   return ms;
 }
 
+void wait_for(cudaStream_t waiter, int signaller_device, cudaStream_t signaller) {
+  Event done(signaller_device);
+  done.record(signaller);
+  done.block(waiter);
+}
+
 }  // namespace ditserve::cuda

@@ -55,4 +55,9 @@ class Event {
   cudaEvent_t event_ = nullptr;
 };
 
+// Makes `waiter` wait (on the device, not the host) for all work queued on `signaller`
+// (a stream of device `signaller_device`) so far: how work on two streams, or two GPUs,
+// is ordered without synchronising the host.
+void wait_for(cudaStream_t waiter, int signaller_device, cudaStream_t signaller);
+
 }  // namespace ditserve::cuda
