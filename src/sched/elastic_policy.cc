@@ -6,12 +6,16 @@
 //   B, oldest first: they count for no SLO any more and every second they wait lengthens
 //   the tail; (2) urgent requests, whose slack (deadline - now - (steps left x t(B) +
 //   decode)) is below kUrgentShare of their deadline span, least slack first; (3) the
-//   rest, oldest first: a request with room to wait does wait, behind older work, so the
-//   largest shapes do not pay for small-first ordering (p99), and no request is delayed
-//   past the point where its deadline needs it (SLO);
+//   rest, largest projected latency first (time waited + steps left x t(B) + decode):
+//   least slack against one latency target shared by all requests, which is what bounds
+//   the tail (p99) — the request that would finish latest relative to its arrival goes
+//   first, so a large request is not queued behind small ones that can still wait, and
+//   a small one overtakes once it has waited as long as the large one still needs (or
+//   becomes urgent), and no request is delayed past the point where its deadline needs it;
 // - pass 1: each, in that order, gets the fewest devices that meet its deadline
 //   (TetriServe's fewest GPU-seconds; B for a late request); a request that ran the last
-//   step and is not urgent keeps its DoP up to B (DDiT: no preemption without need);
+//   step and is not urgent keeps its DoP up to B (DDiT: no preemption without need), the
+//   need being a request ordered before it (one that would otherwise finish later);
 // - pass 2: devices left over top the same requests up towards B, in the same order;
 // - pass 3, work conserving: only when every candidate has devices, the devices that no
 //   running request below B could claim at its next boundary go, a profiled DoP at a
@@ -41,6 +45,7 @@ struct Candidate {
   int request = -1;
   Class cls = Class::kOther;
   double slack = 0;
+  double projected = 0;  // latency if it ran at B from now: waited + steps left x t(B) + decode
   int want = 1;     // pass 1's DoP
   int optimal = 1;  // B
   std::vector<int> devices;
@@ -72,6 +77,7 @@ class ElasticPolicy : public Policy {
     std::stable_sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) {
       if (a.cls != b.cls) return a.cls < b.cls;
       if (a.cls == Class::kUrgent && a.slack != b.slack) return a.slack < b.slack;
+      if (a.cls == Class::kOther && a.projected != b.projected) return a.projected > b.projected;
       return a.request < b.request;  // arrival order
     });
     for (Candidate& c : cand) {  // pass 1
@@ -126,6 +132,7 @@ class ElasticPolicy : public Policy {
     c.request = r;
     c.optimal = optimal_dop(s, st.spec.shape, devices);
     c.slack = st.spec.deadline - s.now - (left * shape.step(c.optimal) + tail);
+    c.projected = s.now - st.spec.arrival + left * shape.step(c.optimal) + tail;
     const double span = st.spec.deadline - st.spec.arrival;
     c.cls = !(c.slack >= 0) ? Class::kLate : c.slack < kUrgentShare * span ? Class::kUrgent : Class::kOther;
     c.want = c.optimal;
@@ -145,12 +152,13 @@ class ElasticPolicy : public Policy {
     return c;
   }
 
-  // B per shape, computed once per cluster size.
+  // B per shape, computed once per cluster size and profile revision.
   int optimal_dop(const SchedState& s, int shape, int devices) const {
-    if (optimal_devices_ != devices) {
+    if (optimal_devices_ != devices || optimal_revision_ != s.profile->revision) {
       optimal_.clear();
       for (const auto& sp : s.profile->shapes) optimal_.push_back(sp.optimal_dop(min_gain_, devices));
       optimal_devices_ = devices;
+      optimal_revision_ = s.profile->revision;
     }
     return optimal_[shape];
   }
@@ -158,6 +166,7 @@ class ElasticPolicy : public Policy {
   double min_gain_;
   mutable std::vector<int> optimal_;
   mutable int optimal_devices_ = -1;
+  mutable int optimal_revision_ = -1;
 };
 
 }  // namespace

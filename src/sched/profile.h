@@ -43,6 +43,9 @@ struct Profile {
   std::string model;
   std::string hardware;
   std::vector<ShapeProfile> shapes;
+  // Bumped by every change a live Scheduler makes (add_shape, update_shape), so a policy
+  // that caches per-shape figures knows when to recompute them.
+  int revision = 0;
 
   // Index of the shape called `name`; throws InvalidInput naming `where` if absent.
   int shape_index(const std::string& name, const std::string& where) const;

@@ -300,6 +300,46 @@ std::vector<Action> Scheduler::reject_all(const std::string& reason) {
   return out;
 }
 
+void Scheduler::cancel(int idx, const std::string& reason) {
+  if (idx < 0 || idx >= static_cast<int>(state_.requests.size()))
+    fail<SchedulerBug>("cancel names unknown request ", idx);
+  const RequestState& r = state_.requests[idx];
+  if (r.phase != Phase::kQueued && r.phase != Phase::kReady && r.phase != Phase::kAwaitDecode)
+    fail<SchedulerBug>("cannot cancel request ", r.spec.id, " in phase ", phase_name(r.phase));
+  encode_queue_.erase(std::remove(encode_queue_.begin(), encode_queue_.end(), idx), encode_queue_.end());
+  std::erase_if(pending_rejects_, [&](const auto& p) { return p.first == idx; });
+  std::vector<Action> ignored;
+  reject(idx, reason, ignored);
+}
+
+void Scheduler::check_shape(const ShapeProfile& shape) const {
+  if (!shape.step_s.count(1) || !shape.decode_s.count(1))
+    fail<InvalidInput>("profile shape '", shape.name, "': step_s and decode_s need DoP 1");
+  Profile one;
+  one.model = profile_.model;
+  one.shapes = {shape};
+  one.check_fits(cluster_.devices);
+  policy_->check(one, cluster_.devices);
+}
+
+int Scheduler::add_shape(ShapeProfile shape) {
+  if (profile_.find_shape(shape.name) >= 0)
+    fail<InvalidInput>("profile shape '", shape.name, "' already exists");
+  check_shape(shape);
+  profile_.shapes.push_back(std::move(shape));
+  ++profile_.revision;
+  return static_cast<int>(profile_.shapes.size()) - 1;
+}
+
+void Scheduler::update_shape(int index, ShapeProfile shape) {
+  if (index < 0 || index >= static_cast<int>(profile_.shapes.size()))
+    fail<InvalidInput>("update_shape: no shape ", index);
+  shape.name = profile_.shapes[index].name;
+  check_shape(shape);
+  profile_.shapes[index] = std::move(shape);
+  ++profile_.revision;
+}
+
 void Scheduler::check_invariants() const {
   const auto& s = state_;
   std::vector<int> seen(s.owner.size(), -1);

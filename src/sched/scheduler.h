@@ -32,6 +32,18 @@ class Scheduler {
   std::vector<Action> schedule();
   // Rejects every request not yet terminal (e.g. at the end of a simulation).
   std::vector<Action> reject_all(const std::string& reason);
+  // Ends `request` now (its client cancelled it, or the runtime failed it): it becomes
+  // kRejected with `reason`. REQUIRES: it holds no device and no encoder (phase kQueued,
+  // kReady or kAwaitDecode); throws SchedulerBug otherwise.
+  void cancel(int request, const std::string& reason);
+
+  // The runtime's profile changes while it serves: shapes are added when first asked for
+  // and their durations refined from observations. add_shape returns the new index. Both
+  // throw InvalidInput when the shape lacks DoP 1 in step_s or decode_s, does not fit the
+  // cluster or the policy, or (add_shape) its name is taken; update_shape keeps the name.
+  int add_shape(ShapeProfile shape);
+  void update_shape(int index, ShapeProfile shape);
+  const Profile& profile() const { return profile_; }
 
   const SchedState& state() const { return state_; }
   double wake_at() const { return wake_at_; }
@@ -44,6 +56,7 @@ class Scheduler {
   void apply(const Action& a, std::vector<Action>& out);
   void release(RequestState& r);
   void reject(int r, const std::string& reason, std::vector<Action>& out);
+  void check_shape(const ShapeProfile& shape) const;
 
   Profile profile_;
   ClusterConfig cluster_;

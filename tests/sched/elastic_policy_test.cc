@@ -1,6 +1,7 @@
 // elastic's rules on hand-made scenarios (docs/SCHEDULING.md): work-conserving growth past
-// B only while nothing waits, oldest-first among requests that can wait, urgent requests
-// first, and no shrinking of a running request without need.
+// B only while nothing waits, largest projected latency first among requests that can wait
+// (an old request is not starved), urgent requests first, and no shrinking of a running
+// request without need.
 
 #include <gtest/gtest.h>
 
@@ -74,6 +75,29 @@ TEST(ElasticPolicy, AnOldLargeRequestIsNotStarvedByNewerSmallOnes) {
   EXPECT_EQ(devices_of(d, s2), 0);
 }
 
+TEST(ElasticPolicy, AmongRequestsThatCanWaitTheLargestProjectedLatencyGoesFirst) {
+  // Both far from urgent. The small one is older, but would finish 0.6 s after it starts;
+  // the large one, 1 s younger, needs 10.4 s (B = 1 on one device: 10 x 1 s + 0.4 s
+  // decode): it would be the tail, so it goes first (oldest-first would serve the small one).
+  StateBuilder b(profile(), 1);
+  const int small = b.add(kSmall, 10, 0, 100.0, Phase::kReady);
+  const int large = b.add(kLarge, 10, 1, 200.0, Phase::kReady);
+  b.at(2.0);
+  Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, large), 1);
+  EXPECT_EQ(devices_of(d, small), 0);
+
+  // Not largest-shape-first: a small request that has waited longer than the large one
+  // still needs (12.5 + 0.6 s against 0.5 + 10.4 s) goes first.
+  StateBuilder b2(profile(), 1);
+  const int small2 = b2.add(kSmall, 10, 0, 100.0, Phase::kReady);
+  const int large2 = b2.add(kLarge, 10, 12, 200.0, Phase::kReady);
+  b2.at(12.5);
+  d = decide(b2);
+  EXPECT_EQ(devices_of(d, small2), 1);
+  EXPECT_EQ(devices_of(d, large2), 0);
+}
+
 TEST(ElasticPolicy, AnUrgentRequestGoesBeforeAnOlderOneThatCanWait) {
   StateBuilder b(profile(), 1);
   const int large = b.add(kLarge, 10, 0, 100.0, Phase::kReady);
@@ -86,13 +110,25 @@ TEST(ElasticPolicy, AnUrgentRequestGoesBeforeAnOlderOneThatCanWait) {
 }
 
 TEST(ElasticPolicy, ARunningRequestThatIsNotUrgentKeepsItsDop) {
+  // Projected latency at B = 4: running 1 + 15 x 0.27 + 0.4 = 5.45 s, newer 2 x 0.27 + 0.4 s.
   StateBuilder b(profile(), 4);
   const int running = b.add(kLarge, 20, 0, 100.0, Phase::kReady, 5, {}, {0, 1, 2, 3}, true);
-  const int newer = b.add(kLarge, 20, 1, 100.0, Phase::kReady);
+  const int newer = b.add(kLarge, 2, 1, 100.0, Phase::kReady);
   b.at(1.0);
-  const Decision d = decide(b);
+  Decision d = decide(b);
   EXPECT_EQ(devices_of(d, running), 4);
   EXPECT_EQ(devices_of(d, newer), 0);
+
+  // ... unless a waiting request would finish later relative to its arrival (the tail):
+  // 20 steps left, 5.8 s. It goes first with the fewest devices that meet its deadline
+  // (1), the running one keeps what fits of its 4 (2), and the last one tops it up (2).
+  StateBuilder b2(profile(), 4);
+  const int running2 = b2.add(kLarge, 20, 0, 100.0, Phase::kReady, 5, {}, {0, 1, 2, 3}, true);
+  const int tail = b2.add(kLarge, 20, 1, 100.0, Phase::kReady);
+  b2.at(1.0);
+  d = decide(b2);
+  EXPECT_EQ(devices_of(d, tail), 2);
+  EXPECT_EQ(devices_of(d, running2), 2);
 }
 
 }  // namespace
