@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/copy.h"
+#include "kernels/elementwise.h"
 #include "tensor/error.h"
 
 namespace ditserve {
@@ -183,6 +185,60 @@ std::vector<Tensor> scatter(Fabric& fabric, const DeviceGroup& group, const Tens
     start += sizes[static_cast<std::size_t>(i)];
   }
   return outputs;
+}
+
+std::vector<Tensor> all_reduce(Fabric& fabric, const DeviceGroup& group,
+                               const std::vector<Tensor>& inputs) {
+  constexpr std::string_view op = "all_reduce";
+  check_group(op, fabric, group);
+  check_inputs(op, fabric, group, inputs);
+  const DType dtype = inputs[0].dtype();
+  DITSERVE_CHECK(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16, op,
+                 ": inputs must be f32, bf16 or f16, got ", inputs[0].describe());
+  for (int i = 1; i < group.size(); ++i) {
+    DITSERVE_CHECK(inputs[static_cast<std::size_t>(i)].shape() == inputs[0].shape(), op,
+                   ": inputs[", i, "] is ", inputs[static_cast<std::size_t>(i)].describe(),
+                   ", shape differs from inputs[0] ", inputs[0].describe());
+  }
+  const int n = group.size();
+  const int root = group.ranks[0];
+  Backend& be = fabric.device(root);
+  // Member 0 sums in f32, in member order: the others' inputs are copied over first.
+  const auto as_f32 = [&](const Tensor& t) {
+    return dtype == DType::f32 ? contiguous(be, t) : cast(be, t, DType::f32);
+  };
+  Tensor sum = as_f32(inputs[0]);
+  for (int i = 1; i < n; ++i) {
+    const Tensor& in = inputs[static_cast<std::size_t>(i)];
+    const Tensor here = be.empty(in.shape(), dtype);
+    fabric.copy(group.ranks[static_cast<std::size_t>(i)], in, root, here);
+    sum = add(be, sum, as_f32(here));
+  }
+  if (dtype != DType::f32) sum = cast(be, sum, dtype);
+  std::vector<Tensor> outputs;
+  outputs.reserve(static_cast<std::size_t>(n));
+  outputs.push_back(sum);
+  for (int j = 1; j < n; ++j) {
+    const int rank = group.ranks[static_cast<std::size_t>(j)];
+    Tensor out = fabric.device(rank).empty(sum.shape(), dtype);
+    fabric.copy(root, sum, rank, out);
+    outputs.push_back(out);
+  }
+  return outputs;
+}
+
+Tensor send_recv(Fabric& fabric, const DeviceGroup& group, const Tensor& src, int from, int to) {
+  constexpr std::string_view op = "send_recv";
+  check_group(op, fabric, group);
+  DITSERVE_CHECK(from >= 0 && from < group.size(), op, ": from ", from,
+                 " out of range for a group of ", group.size(), " members");
+  DITSERVE_CHECK(to >= 0 && to < group.size(), op, ": to ", to,
+                 " out of range for a group of ", group.size(), " members");
+  check_on_member(op, "src", fabric, group, from, src);
+  const int dst_rank = group.ranks[static_cast<std::size_t>(to)];
+  Tensor out = fabric.device(dst_rank).empty(src.shape(), src.dtype());
+  fabric.copy(group.ranks[static_cast<std::size_t>(from)], src, dst_rank, out);
+  return out;
 }
 
 }  // namespace ditserve

@@ -31,4 +31,15 @@ Tensor gather(Fabric& fabric, const DeviceGroup& group, const std::vector<Tensor
 std::vector<Tensor> scatter(Fabric& fabric, const DeviceGroup& group, const Tensor& input,
                             int root, std::int64_t dim, const std::vector<std::int64_t>& sizes);
 
+// Every member gets the element-wise sum of all inputs (equal shapes; f32, or bf16/f16
+// accumulated in f32 and rounded once). The sum is taken in member order on member 0 and
+// copied to the others, so every member holds the same bits whatever the device mix.
+std::vector<Tensor> all_reduce(Fabric& fabric, const DeviceGroup& group,
+                               const std::vector<Tensor>& inputs);
+
+// Point to point: a contiguous copy, on member `to`, of `src` living on member `from`
+// (send/recv of a one-process fabric: the copy is ordered after work queued on both).
+// from == to gives a copy on the same device.
+Tensor send_recv(Fabric& fabric, const DeviceGroup& group, const Tensor& src, int from, int to);
+
 }  // namespace ditserve

@@ -99,30 +99,59 @@ std::int64_t OpenSoraVAE::latent_frames(std::int64_t frames) const {
 }
 
 Tensor OpenSoraVAE::decode_temporal(const Tensor& z, std::int64_t frames) const {
+  SpatialShardContext ctx(be_);
+  return decode_temporal(ctx, Bands{z}, frames).front();
+}
+
+Bands OpenSoraVAE::decode_temporal(SpatialShardContext& ctx, const Bands& z,
+                                   std::int64_t frames) const {
   const std::int64_t expected = latent_frames(frames);
-  DITSERVE_CHECK(z.dim() == 5 && z.size(1) == expected && z.size(4) == cfg_.temporal.channels,
-                 "OpenSora VAE: latents are ", z.describe(), "; ", frames, " frames need [B, ",
+  const Tensor& z0 = z.at(0);
+  DITSERVE_CHECK(z0.dim() == 5 && z0.size(1) == expected && z0.size(4) == cfg_.temporal.channels,
+                 "OpenSora VAE: latents are ", z0.describe(), "; ", frames, " frames need [B, ",
                  expected, ", h, w, ", cfg_.temporal.channels, "] (channels-last)");
   const std::int64_t factor = cfg_.temporal.time_factor();
   const std::int64_t chunk = chunk_latent_frames(cfg_, cfg_.micro_frame_size);
-  std::vector<Tensor> parts;
+  std::vector<Bands> parts;
   std::int64_t remaining = frames;
   for (std::int64_t start = 0; start < expected; start += chunk) {
     const std::int64_t n = std::min(chunk, expected - start);
     const std::int64_t chunk_frames = std::min(cfg_.micro_frame_size, remaining);
-    const Tensor decoded = temporal_.forward(be_, contiguous(be_, z.narrow(1, start, n)));
+    const Bands decoded = temporal_.forward(ctx, ctx.map(z, [&](Backend& be, int, const Tensor& t) {
+      return contiguous(be, t.narrow(1, start, n));
+    }));
     const std::int64_t front_pad = (factor - chunk_frames % factor) % factor;
-    parts.push_back(decoded.narrow(1, front_pad, decoded.size(1) - front_pad));
+    parts.push_back(ctx.map(decoded, [&](Backend&, int, const Tensor& t) {
+      return t.narrow(1, front_pad, t.size(1) - front_pad);
+    }));
     remaining -= cfg_.micro_frame_size;
   }
-  return parts.size() == 1 ? contiguous(be_, parts.front()) : concat(be_, parts, 1);
+  return ctx.map(parts.front(), [&](Backend& be, int m, const Tensor& first) {
+    if (parts.size() == 1) return contiguous(be, first);
+    std::vector<Tensor> mine;
+    for (const Bands& p : parts) mine.push_back(p[static_cast<std::size_t>(m)]);
+    return concat(be, mine, 1);
+  });
 }
 
 Tensor OpenSoraVAE::decode_spatial(const Tensor& x) const {
-  return spatial_.forward(be_, mul(be_, x, inv_scaling_));
+  SpatialShardContext ctx(be_);
+  return decode_spatial(ctx, Bands{x}).front();
+}
+
+Bands OpenSoraVAE::decode_spatial(SpatialShardContext& ctx, const Bands& x) const {
+  return spatial_.forward(ctx, ctx.map(x, [&](Backend& be, int m, const Tensor& t) {
+    return mul(be, t, ctx.param(inv_scaling_, m));
+  }));
 }
 
 Tensor OpenSoraVAE::decode(const Tensor& latents, std::int64_t frames) {
+  SpatialShardContext ctx(be_);
+  return decode_patch_parallel(ctx, latents, frames);
+}
+
+Tensor OpenSoraVAE::decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
+                                          std::int64_t frames) {
   const std::int64_t c = cfg_.temporal.channels;
   DITSERVE_CHECK(latents.defined() && latents.dim() == 5 && latents.size(1) == c &&
                      latents.dtype() == DType::f32,
@@ -138,17 +167,24 @@ Tensor OpenSoraVAE::decode(const Tensor& latents, std::int64_t frames) {
   Tensor z = contiguous(be_, latents.permute({0, 2, 3, 4, 1}));  // [B, T', h, w, C]
   z = add(be_, mul(be_, z, scale_), shift_);
   if (dtype_ != DType::f32) z = cast(be_, z, dtype_);
-  const Tensor x = decode_temporal(z, frames);  // [B, frames, h, w, C]
+  const Bands x = decode_temporal(ctx, ctx.split(z, 2), frames);  // [B, frames, h_i, w, C]
 
   const std::int64_t f = spatial_factor();
-  Tensor out = be_.empty({b, cfg_.spatial.out_channels, frames, h * f, w * f}, DType::f32);
+  Tensor out =
+      ctx.backend(0).empty({b, cfg_.spatial.out_channels, frames, h * f, w * f}, DType::f32);
   for (std::int64_t i = 0; i < b; ++i) {
     const Tensor video = out.select(0, i).permute({1, 2, 3, 0});  // [frames, H, W, 3]
     for (std::int64_t t = 0; t < frames; t += cfg_.spatial_micro_batch) {
       const std::int64_t n = std::min(cfg_.spatial_micro_batch, frames - t);
-      Tensor images = decode_spatial(x.select(0, i).narrow(0, t, n));
-      if (dtype_ != DType::f32) images = cast(be_, images, DType::f32);
-      copy_into(be_, video.narrow(0, t, n), images);
+      Bands images = decode_spatial(ctx, ctx.map(x, [&](Backend&, int, const Tensor& band) {
+        return band.select(0, i).narrow(0, t, n);
+      }));
+      if (dtype_ != DType::f32) {
+        images = ctx.map(images, [](Backend& be, int, const Tensor& band) {
+          return cast(be, band, DType::f32);
+        });
+      }
+      ctx.gather_into(images, 1, video.narrow(0, t, n));
     }
   }
   return out;

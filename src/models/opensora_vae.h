@@ -61,12 +61,23 @@ class OpenSoraVAE final : public VideoDecoder {
   // REQUIRES latents on the model's device with latents.size(2) == latent_frames(frames);
   // throws InvalidArgument naming "latents" or "frames" otherwise.
   Tensor decode(const Tensor& latents, std::int64_t frames) override;
+  // decode() patch parallel: every frame is cut into bands of rows over ctx's members and
+  // the temporal and spatial decoders run on the bands (parallel/spatial_shards.h); the
+  // video is gathered on ctx's member 0. The model's device must be in ctx's fabric (its
+  // parameters are copied to the members once per context). On a one-device context this
+  // is decode(), bit for bit. Throws InvalidArgument naming "rows" when the latents have
+  // fewer rows than ctx has members.
+  Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
+                               std::int64_t frames);
 
   // The stages, for tests and tools. Channels-last, compute dtype.
   // z [B, T', h, w, C] (de-normalised) -> SD-VAE latents [B, frames, h, w, C].
   Tensor decode_temporal(const Tensor& z, std::int64_t frames) const;
   // SD-VAE latents [N, h, w, C] -> images [N, h·f, w·f, 3] (divides by spatial_scaling).
   Tensor decode_spatial(const Tensor& x) const;
+  // The same on bands of rows (dim 2 of z, dim 1 of x).
+  Bands decode_temporal(SpatialShardContext& ctx, const Bands& z, std::int64_t frames) const;
+  Bands decode_spatial(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   OpenSoraVAEConfig cfg_;

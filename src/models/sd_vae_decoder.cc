@@ -37,10 +37,30 @@ const SdVaeDecoderConfig& validated(const SdVaeDecoderConfig& cfg) {
   return cfg;
 }
 
-// 3x3 convs pad by one, 1x1 convs not at all ("same" output size, stride 1).
-Tensor conv_same(Backend& be, const Tensor& x, const Tensor& w, const Tensor& b) {
+// 3x3 convs pad by one, 1x1 convs not at all ("same" output size, stride 1); on bands,
+// a 3x3 conv first takes one halo row from each neighbour.
+Bands conv_same(SpatialShardContext& ctx, const Bands& x, const Tensor& w, const Tensor& b) {
   const int pad = static_cast<int>(w.size(1) / 2);
-  return conv2d(be, x, w, b, {1, 1}, {pad, pad});
+  return ctx.halo_conv(x, 1, pad, [&](Backend& be, int m, const Tensor& in, int row_pad) {
+    return conv2d(be, in, ctx.param(w, m), ctx.param(b, m), {1, 1}, {row_pad, pad});
+  });
+}
+
+Bands silu(SpatialShardContext& ctx, const Bands& x) {
+  return ctx.map(x, [](Backend& be, int, const Tensor& t) { return silu(be, t); });
+}
+
+Bands add(SpatialShardContext& ctx, const Bands& a, const Bands& b) {
+  return ctx.zip(a, b, [](Backend& be, int, const Tensor& x, const Tensor& y) {
+    return add(be, x, y);
+  });
+}
+
+// The one-device form of a module's band forward.
+template <typename Module>
+Tensor on_one_device(const Module& module, Backend& be, const Tensor& x) {
+  SpatialShardContext ctx(be);
+  return module.forward(ctx, Bands{x}).front();
 }
 
 // Channels of up block i, which runs the levels in reverse.
@@ -98,15 +118,20 @@ void SdResnetBlock::append_params(std::vector<ParamSpec>& specs, const std::stri
 }
 
 Tensor SdResnetBlock::forward(Backend& be, const Tensor& x) const {
-  DITSERVE_CHECK(x.dim() == 4 && x.size(3) == norm1_weight_.size(0), "SD resnet block: x is ",
-                 x.describe(), "; expected [N, H, W, ", norm1_weight_.size(0), "]");
-  Tensor h = silu(be, group_norm(be, x, groups_, norm1_weight_, norm1_bias_, eps_));
-  h = conv_same(be, h, conv1_weight_, conv1_bias_);
-  h = silu(be, group_norm(be, h, groups_, norm2_weight_, norm2_bias_, eps_));
-  h = conv_same(be, h, conv2_weight_, conv2_bias_);
-  const Tensor residual =
-      shortcut_weight_.defined() ? conv_same(be, x, shortcut_weight_, shortcut_bias_) : x;
-  return add(be, residual, h);
+  return on_one_device(*this, be, x);
+}
+
+Bands SdResnetBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
+  DITSERVE_CHECK(!x.empty() && x[0].dim() == 4 && x[0].size(3) == norm1_weight_.size(0),
+                 "SD resnet block: x is ", x.empty() ? std::string("empty") : x[0].describe(),
+                 "; expected [N, H, W, ", norm1_weight_.size(0), "]");
+  Bands h = silu(ctx, ctx.group_norm(x, groups_, norm1_weight_, norm1_bias_, eps_));
+  h = conv_same(ctx, h, conv1_weight_, conv1_bias_);
+  h = silu(ctx, ctx.group_norm(h, groups_, norm2_weight_, norm2_bias_, eps_));
+  h = conv_same(ctx, h, conv2_weight_, conv2_bias_);
+  const Bands residual =
+      shortcut_weight_.defined() ? conv_same(ctx, x, shortcut_weight_, shortcut_bias_) : x;
+  return add(ctx, residual, h);
 }
 
 // ---- SdMidAttention --------------------------------------------------------------------
@@ -138,18 +163,33 @@ void SdMidAttention::append_params(std::vector<ParamSpec>& specs, const std::str
 }
 
 Tensor SdMidAttention::forward(Backend& be, const Tensor& x) const {
+  return on_one_device(*this, be, x);
+}
+
+// On bands, each member's queries attend over the keys and values of all bands.
+Bands SdMidAttention::forward(SpatialShardContext& ctx, const Bands& x) const {
   const std::int64_t c = norm_weight_.size(0);
-  DITSERVE_CHECK(x.dim() == 4 && x.size(3) == c, "SD mid-block attention: x is ", x.describe(),
-                 "; expected [N, H, W, ", c, "]");
-  const std::int64_t n = x.size(0), h = x.size(1), w = x.size(2);
-  const Tensor normed = group_norm(be, x, groups_, norm_weight_, norm_bias_, eps_);
-  const Tensor qkv = linear(be, normed.view({n, h * w, c}), qkv_weight_, qkv_bias_);
-  const Tensor q = qkv.narrow(2, 0, c).unsqueeze(2);  // [N, S, 1 head, C]
-  const Tensor k = qkv.narrow(2, c, c).unsqueeze(2);
-  const Tensor v = qkv.narrow(2, 2 * c, c).unsqueeze(2);
-  const Tensor attended = attention(be, q, k, v).view({n, h * w, c});
-  const Tensor projected = linear(be, attended, out_weight_, out_bias_);
-  return add(be, x, projected.view({n, h, w, c}));
+  DITSERVE_CHECK(!x.empty() && x[0].dim() == 4 && x[0].size(3) == c,
+                 "SD mid-block attention: x is ",
+                 x.empty() ? std::string("empty") : x[0].describe(), "; expected [N, H, W, ", c,
+                 "]");
+  const Bands normed = ctx.group_norm(x, groups_, norm_weight_, norm_bias_, eps_);
+  const Bands qkv = ctx.map(normed, [&](Backend& be, int m, const Tensor& t) {
+    return linear(be, t.view({t.size(0), t.size(1) * t.size(2), c}), ctx.param(qkv_weight_, m),
+                  ctx.param(qkv_bias_, m));
+  });
+  const auto part = [&](std::int64_t index) {  // [N, S, 1 head, C]
+    return ctx.map(qkv, [&](Backend&, int, const Tensor& t) {
+      return t.narrow(2, index * c, c).unsqueeze(2);
+    });
+  };
+  const Bands attended = ctx.attention(part(0), part(1), part(2));
+  return ctx.zip(x, attended, [&](Backend& be, int m, const Tensor& xi, const Tensor& a) {
+    const std::int64_t n = xi.size(0), h = xi.size(1), w = xi.size(2);
+    const Tensor projected =
+        linear(be, a.view({n, h * w, c}), ctx.param(out_weight_, m), ctx.param(out_bias_, m));
+    return add(be, xi, projected.view({n, h, w, c}));
+  });
 }
 
 // ---- SdUpBlock -------------------------------------------------------------------------
@@ -177,10 +217,18 @@ void SdUpBlock::append_params(std::vector<ParamSpec>& specs, const std::string& 
 }
 
 Tensor SdUpBlock::forward(Backend& be, const Tensor& x) const {
-  Tensor h = x;
-  for (const SdResnetBlock& resnet : resnets_) h = resnet.forward(be, h);
+  return on_one_device(*this, be, x);
+}
+
+// Nearest x2 doubles every band, so the bands stay aligned with the image's rows.
+Bands SdUpBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
+  Bands h = x;
+  for (const SdResnetBlock& resnet : resnets_) h = resnet.forward(ctx, h);
   if (!upsample_weight_.defined()) return h;
-  return conv_same(be, upsample_nearest(be, h, {2, 2}), upsample_weight_, upsample_bias_);
+  const Bands up = ctx.map(h, [](Backend& be, int, const Tensor& t) {
+    return upsample_nearest(be, t, {2, 2});
+  });
+  return conv_same(ctx, up, upsample_weight_, upsample_bias_);
 }
 
 // ---- SdVaeDecoder ----------------------------------------------------------------------
@@ -240,17 +288,22 @@ SdVaeDecoder::SdVaeDecoder(const SdVaeDecoderConfig& cfg, const WeightLoader& w)
 }
 
 Tensor SdVaeDecoder::forward(Backend& be, const Tensor& z) const {
-  DITSERVE_CHECK(z.dim() == 4 && z.size(3) == cfg_.latent_channels, "SD VAE decoder: z is ",
-                 z.describe(), "; expected [N, h, w, ", cfg_.latent_channels, "]");
-  Tensor x = conv_same(be, z, post_quant_weight_, post_quant_bias_);
-  x = conv_same(be, x, conv_in_weight_, conv_in_bias_);
-  x = mid_resnets_[0].forward(be, x);
-  x = mid_attention_[0].forward(be, x);
-  x = mid_resnets_[1].forward(be, x);
-  for (const SdUpBlock& block : up_blocks_) x = block.forward(be, x);
-  x = silu(be, group_norm(be, x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
-                          cfg_.norm_eps));
-  return conv_same(be, x, conv_out_weight_, conv_out_bias_);
+  return on_one_device(*this, be, z);
+}
+
+Bands SdVaeDecoder::forward(SpatialShardContext& ctx, const Bands& z) const {
+  DITSERVE_CHECK(!z.empty() && z[0].dim() == 4 && z[0].size(3) == cfg_.latent_channels,
+                 "SD VAE decoder: z is ", z.empty() ? std::string("empty") : z[0].describe(),
+                 "; expected [N, h, w, ", cfg_.latent_channels, "]");
+  Bands x = conv_same(ctx, z, post_quant_weight_, post_quant_bias_);
+  x = conv_same(ctx, x, conv_in_weight_, conv_in_bias_);
+  x = mid_resnets_[0].forward(ctx, x);
+  x = mid_attention_[0].forward(ctx, x);
+  x = mid_resnets_[1].forward(ctx, x);
+  for (const SdUpBlock& block : up_blocks_) x = block.forward(ctx, x);
+  x = silu(ctx, ctx.group_norm(x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
+                               cfg_.norm_eps));
+  return conv_same(ctx, x, conv_out_weight_, conv_out_bias_);
 }
 
 }  // namespace ditserve

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/weights.h"
+#include "parallel/spatial_shards.h"
 
 namespace ditserve {
 
@@ -36,6 +37,7 @@ class SdResnetBlock {
                             std::int64_t in, std::int64_t out);
   // x [N, H, W, in] -> [N, H, W, out].
   Tensor forward(Backend& be, const Tensor& x) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   int groups_;
@@ -54,6 +56,7 @@ class SdMidAttention {
                             std::int64_t channels);
   // x [N, H, W, C] -> [N, H, W, C].
   Tensor forward(Backend& be, const Tensor& x) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   int groups_;
@@ -73,6 +76,7 @@ class SdUpBlock {
                             bool upsample);
   // x [N, H, W, in] -> [N, 2H, 2W, out] (or [N, H, W, out] without upsampling).
   Tensor forward(Backend& be, const Tensor& x) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   std::vector<SdResnetBlock> resnets_;
@@ -80,6 +84,10 @@ class SdUpBlock {
 };
 
 // AutoencoderKL's post_quant_conv followed by its Decoder.
+//
+// Every module also runs patch parallel: forward(ctx, bands) takes the activation as
+// bands of rows (dim 1 of [N, H, W, C]) over ctx's members and returns the output's bands
+// (parallel/spatial_shards.h). forward(be, x) is the same code on a one-device context.
 class SdVaeDecoder {
  public:
   // `w` is rooted at the AutoencoderKL (Open-Sora: "spatial_vae.module.").
@@ -90,6 +98,7 @@ class SdVaeDecoder {
   // z [N, h, w, latent_channels], already divided by the scaling factor ->
   // [N, h·f, w·f, out_channels] with f = spatial_factor(); images in about [-1, 1].
   Tensor forward(Backend& be, const Tensor& z) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& z) const;
 
  private:
   SdVaeDecoderConfig cfg_;

@@ -1,5 +1,7 @@
 #include "models/stdit3.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <string>
 
@@ -9,6 +11,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
+#include "kernels/timing.h"
 #include "models/stdit3_block.h"
 #include "models/stdit3_tables.h"
 #include "tensor/error.h"
@@ -312,11 +315,22 @@ Tensor STDiT3::temporal_block(std::int64_t index, const Tensor& tokens, const ST
 }
 
 Tensor STDiT3::final(const Tensor& tokens, const STDiT3Step& step) {
-  const STDiT3Config& c = config_;
-  check_tokens("final", tokens, step, c.hidden_size, dtype_);
+  check_tokens("final", tokens, step, config_.hidden_size, dtype_);
   DITSERVE_CHECK(tokens.size(1) == step.frames() && tokens.size(2) == step.tokens_per_frame(),
                  "STDiT3::final: tokens ", tokens.describe(), " must hold the whole grid (",
                  step.frames(), " frames of ", step.tokens_per_frame(), " tokens)");
+  return final_frames(tokens, 0, step);
+}
+
+Tensor STDiT3::final_frames(const Tensor& tokens, std::int64_t first, const STDiT3Step& step) {
+  const STDiT3Config& c = config_;
+  check_tokens("final", tokens, step, c.hidden_size, dtype_);
+  const std::int64_t frames = tokens.size(1);
+  DITSERVE_CHECK(first >= 0 && frames >= 1 && first + frames <= step.frames() &&
+                     tokens.size(2) == step.tokens_per_frame(),
+                 "STDiT3::final: tokens ", tokens.describe(), " must hold whole frames [", first,
+                 ", ", first + frames, ") of the grid's ", step.frames(), " frames of ",
+                 step.tokens_per_frame(), " tokens");
   const auto& p = c.patch_size;
   const auto& g = step.grid;
   const std::int64_t b = step.batch, out = c.out_channels();
@@ -327,10 +341,11 @@ Tensor STDiT3::final(const Tensor& tokens, const STDiT3Step& step) {
   const Tensor h = modulate_layer_norm(be_, contiguous(be_, tokens), shift, scale, kNormEps);
   const Tensor y = embed_->final_linear(be_, h);
   // B (Nt Nh Nw) (pt ph pw C) -> B C (Nt pt) (Nh ph) (Nw pw), then crop the padding.
-  const Tensor grid = contiguous(be_, y.view({b, g[0], g[1], g[2], p[0], p[1], p[2], out})
+  const Tensor grid = contiguous(be_, y.view({b, frames, g[1], g[2], p[0], p[1], p[2], out})
                                           .permute({0, 7, 1, 4, 2, 5, 3, 6}))
-                          .view({b, out, g[0] * p[0], g[1] * p[1], g[2] * p[2]});
-  const Tensor cropped = grid.narrow(2, 0, step.latent[0])
+                          .view({b, out, frames * p[0], g[1] * p[1], g[2] * p[2]});
+  const std::int64_t kept = std::min(frames * p[0], step.latent[0] - first * p[0]);
+  const Tensor cropped = grid.narrow(2, 0, kept)
                              .narrow(3, 0, step.latent[1])
                              .narrow(4, 0, step.latent[2]);
   return dtype_ == DType::f32 ? contiguous(be_, cropped) : cast(be_, cropped, DType::f32);
@@ -338,7 +353,9 @@ Tensor STDiT3::final(const Tensor& tokens, const STDiT3Step& step) {
 
 Tensor STDiT3::forward_full(const DenoiseInputs& inputs) {
   const STDiT3Step step = prepare(inputs);
+  timeline_mark(be_, "prepare");
   Tensor x = embed(inputs.latents, step);
+  timeline_mark(be_, "embed");
   for (std::int64_t i = 0; i < config_.depth; ++i) {
     x = spatial_block(i, x, step);
     x = temporal_block(i, x, step);
@@ -370,6 +387,11 @@ class STDiT3Stages final : public SpatioTemporalStages {
   Tensor final(const Tensor& tokens) override {
     const Tensor full = model_.final(tokens, step_);
     return contiguous(backend(), full.narrow(1, 0, model_.config().in_channels));
+  }
+  bool has_final_frames() const override { return true; }
+  Tensor final_frames(const Tensor& tokens, std::int64_t first) override {
+    const Tensor part = model_.final_frames(tokens, first, step_);
+    return contiguous(backend(), part.narrow(1, 0, model_.config().in_channels));
   }
 
  private:

@@ -94,6 +94,10 @@ class STDiT3 final : public DiffusionTransformer {
   Tensor temporal_block(std::int64_t index, const Tensor& tokens, const STDiT3Step& step);
   // tokens [B, T', S, C] -> f32 [B, out_channels, T, H, W] (unpatchified, cropped).
   Tensor final(const Tensor& tokens, const STDiT3Step& step);
+  // The same for the whole token frames [first, first + F) of the grid alone (the final
+  // layer is per token): tokens [B, F, S, C] -> f32 [B, out_channels, T_f, H, W], the
+  // latent frames those token frames cover (cropped at the end of the video).
+  Tensor final_frames(const Tensor& tokens, std::int64_t first, const STDiT3Step& step);
 
   // One evaluation of `inputs` (validated and prepared here) as stages that a
   // sequence-parallel step can shard; final() returns what forward() does. This model

@@ -31,6 +31,16 @@ std::int64_t level_channels(const TemporalVaeDecoderConfig& cfg, std::size_t i) 
   return cfg.filters * cfg.channel_multipliers[i];
 }
 
+Bands silu(SpatialShardContext& ctx, const Bands& x) {
+  return ctx.map(x, [](Backend& be, int, const Tensor& t) { return silu(be, t); });
+}
+
+template <typename Module>
+Tensor on_one_device(const Module& module, Backend& be, const Tensor& x) {
+  SpatialShardContext ctx(be);
+  return module.forward(ctx, Bands{x}).front();
+}
+
 }  // namespace
 
 std::int64_t TemporalVaeDecoderConfig::time_factor() const {
@@ -77,12 +87,24 @@ void CausalConv3d::append_params(std::vector<ParamSpec>& specs, const std::strin
 }
 
 Tensor CausalConv3d::forward(Backend& be, const Tensor& x) const {
-  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == weight_.size(4), "CausalConv3d: x is ",
-                 x.describe(), "; expected [N, T, H, W, ", weight_.size(4), "]");
+  return on_one_device(*this, be, x);
+}
+
+// Time is padded on each band alone (bands hold all frames); rows along H come from the
+// neighbouring bands.
+Bands CausalConv3d::forward(SpatialShardContext& ctx, const Bands& x) const {
+  DITSERVE_CHECK(!x.empty() && x[0].dim() == 5 && x[0].size(4) == weight_.size(4),
+                 "CausalConv3d: x is ", x.empty() ? std::string("empty") : x[0].describe(),
+                 "; expected [N, T, H, W, ", weight_.size(4), "]");
   const std::int64_t time_pad = kernel_[0] - 1;
-  const Tensor padded =
-      time_pad == 0 ? x : pad(be, x, {{0, 0}, {time_pad, 0}, {0, 0}, {0, 0}, {0, 0}});
-  return conv3d(be, padded, weight_, bias_, {1, 1, 1}, {0, kernel_[1] / 2, kernel_[2] / 2});
+  const Bands padded = time_pad == 0 ? x : ctx.map(x, [&](Backend& be, int, const Tensor& t) {
+    return pad(be, t, {{0, 0}, {time_pad, 0}, {0, 0}, {0, 0}, {0, 0}});
+  });
+  return ctx.halo_conv(padded, 2, kernel_[1] / 2,
+                       [&](Backend& be, int m, const Tensor& in, int row_pad) {
+                         return conv3d(be, in, ctx.param(weight_, m), ctx.param(bias_, m),
+                                       {1, 1, 1}, {0, row_pad, kernel_[2] / 2});
+                       });
 }
 
 // ---- TemporalResBlock ------------------------------------------------------------------
@@ -110,12 +132,18 @@ void TemporalResBlock::append_params(std::vector<ParamSpec>& specs, const std::s
 }
 
 Tensor TemporalResBlock::forward(Backend& be, const Tensor& x) const {
-  Tensor h = silu(be, group_norm(be, x, groups_, norm1_weight_, norm1_bias_, eps_));
-  h = conv1_.forward(be, h);
-  h = silu(be, group_norm(be, h, groups_, norm2_weight_, norm2_bias_, eps_));
-  h = conv2_.forward(be, h);
-  const Tensor residual = shortcut_.empty() ? x : shortcut_.front().forward(be, x);
-  return add(be, h, residual);
+  return on_one_device(*this, be, x);
+}
+
+Bands TemporalResBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
+  Bands h = silu(ctx, ctx.group_norm(x, groups_, norm1_weight_, norm1_bias_, eps_));
+  h = conv1_.forward(ctx, h);
+  h = silu(ctx, ctx.group_norm(h, groups_, norm2_weight_, norm2_bias_, eps_));
+  h = conv2_.forward(ctx, h);
+  const Bands residual = shortcut_.empty() ? x : shortcut_.front().forward(ctx, x);
+  return ctx.zip(h, residual, [](Backend& be, int, const Tensor& a, const Tensor& b) {
+    return add(be, a, b);
+  });
 }
 
 // ---- depth_to_time ---------------------------------------------------------------------
@@ -196,19 +224,25 @@ TemporalVaeDecoder::TemporalVaeDecoder(const TemporalVaeDecoderConfig& cfg,
 }
 
 Tensor TemporalVaeDecoder::forward(Backend& be, const Tensor& z) const {
-  DITSERVE_CHECK(z.dim() == 5 && z.size(4) == cfg_.channels, "temporal VAE decoder: z is ",
-                 z.describe(), "; expected [N, T, h, w, ", cfg_.channels, "]");
-  Tensor x = conv_in_.forward(be, post_quant_conv_.forward(be, z));
-  for (const TemporalResBlock& block : res_blocks_) x = block.forward(be, x);
+  return on_one_device(*this, be, z);
+}
+
+Bands TemporalVaeDecoder::forward(SpatialShardContext& ctx, const Bands& z) const {
+  DITSERVE_CHECK(!z.empty() && z[0].dim() == 5 && z[0].size(4) == cfg_.channels,
+                 "temporal VAE decoder: z is ", z.empty() ? std::string("empty") : z[0].describe(),
+                 "; expected [N, T, h, w, ", cfg_.channels, "]");
+  Bands x = conv_in_.forward(ctx, post_quant_conv_.forward(ctx, z));
+  for (const TemporalResBlock& block : res_blocks_) x = block.forward(ctx, x);
   for (std::size_t i = levels_.size(); i-- > 0;) {
-    for (const TemporalResBlock& block : levels_[i].res_blocks) x = block.forward(be, x);
+    for (const TemporalResBlock& block : levels_[i].res_blocks) x = block.forward(ctx, x);
     if (!levels_[i].upsample.empty()) {
-      x = depth_to_time(be, levels_[i].upsample.front().forward(be, x), 2);
+      x = ctx.map(levels_[i].upsample.front().forward(ctx, x),
+                  [](Backend& be, int, const Tensor& t) { return depth_to_time(be, t, 2); });
     }
   }
-  x = silu(be, group_norm(be, x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
-                          cfg_.norm_eps));
-  return conv_out_.forward(be, x);
+  x = silu(ctx, ctx.group_norm(x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
+                               cfg_.norm_eps));
+  return conv_out_.forward(ctx, x);
 }
 
 }  // namespace ditserve

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/weights.h"
+#include "parallel/spatial_shards.h"
 
 namespace ditserve {
 
@@ -28,6 +29,11 @@ struct TemporalVaeDecoderConfig {
   void validate() const;
 };
 
+// Every module also runs patch parallel: forward(ctx, bands) takes bands of rows along H
+// (dim 2 of [N, T, H, W, C]) over ctx's members (parallel/spatial_shards.h). The convs are
+// 3x3x3, so they pad and mix along H too and exchange one halo row; the GroupNorms take
+// the statistics of the whole (T, H, W) volume. forward(be, x) is the one-device case.
+
 // Conv3d padded causally in time (k_t - 1 zero frames in front, none behind) and by k/2
 // on each side in space; stride 1 (the decoder uses no other). Open-Sora stores its
 // weights as `<prefix>conv.weight` [out, in, kt, kh, kw] and `<prefix>conv.bias` [out].
@@ -41,6 +47,7 @@ class CausalConv3d {
                             bool bias);
   // x [N, T, H, W, in] -> [N, T, H, W, out]; output frame t sees input frames <= t.
   Tensor forward(Backend& be, const Tensor& x) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   std::array<int, 3> kernel_;
@@ -58,6 +65,7 @@ class TemporalResBlock {
                             std::int64_t in, std::int64_t out);
   // x [N, T, H, W, in] -> [N, T, H, W, out].
   Tensor forward(Backend& be, const Tensor& x) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   int groups_;
@@ -84,6 +92,7 @@ class TemporalVaeDecoder {
   // z [N, T', h, w, channels] -> [N, time_factor()·T', h, w, channels]. VAE_Temporal
   // then drops the first (time_factor - frames % time_factor) % time_factor frames.
   Tensor forward(Backend& be, const Tensor& z) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   struct Level {  // one entry of block_res_blocks, and the conv_block above it

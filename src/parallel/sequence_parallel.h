@@ -24,6 +24,12 @@ class SequenceParallelStep {
   // Throws InvalidArgument when the group is invalid or members do not match it.
   virtual Tensor forward(Fabric& fabric, const DeviceGroup& group,
                          const std::vector<SpatioTemporalStages*>& members) = 0;
+
+  // The same prediction left sharded by frame: member i gets, on its device, the latent
+  // frames of even_split(prediction frames, k) in member order. The default runs
+  // forward() and scatters its frames from the first member.
+  virtual std::vector<Tensor> forward_frame_sharded(
+      Fabric& fabric, const DeviceGroup& group, const std::vector<SpatioTemporalStages*>& members);
 };
 
 // Open-Sora's dynamic sequence parallelism (DSP): spatial blocks run on frame shards,
@@ -33,10 +39,24 @@ class SequenceParallelStep {
 // grid from its own copy of the latents and keeps its frames: a latent copy is far smaller
 // than the token shard it replaces. The frame-sharded tokens are gathered to the first
 // member for the final layer, which needs the whole grid.
+//
+// forward_frame_sharded() skips that gather when the model has final_frames(): each member
+// runs the final layer on its own frames, so the prediction (and the latents updated
+// from it) never leaves the members; a patch size above 1 in time falls back to the
+// default.
 class FramePositionParallel final : public SequenceParallelStep {
  public:
   Tensor forward(Fabric& fabric, const DeviceGroup& group,
                  const std::vector<SpatioTemporalStages*>& members) override;
+  std::vector<Tensor> forward_frame_sharded(
+      Fabric& fabric, const DeviceGroup& group,
+      const std::vector<SpatioTemporalStages*>& members) override;
+
+ private:
+  // embed and the blocks; member i's frame-sharded tokens and its first frame.
+  std::vector<Tensor> blocks(Fabric& fabric, const DeviceGroup& group,
+                             const std::vector<SpatioTemporalStages*>& members,
+                             std::vector<std::int64_t>* first_frame);
 };
 
 }  // namespace ditserve

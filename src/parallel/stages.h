@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "tensor/error.h"
 
 namespace ditserve {
 
@@ -32,6 +33,17 @@ class SpatioTemporalStages {
   virtual Tensor temporal_block(std::int64_t index, const Tensor& tokens) = 0;
   // The whole grid [B, T, S, C] -> the model's prediction (what its forward returns).
   virtual Tensor final(const Tensor& tokens) = 0;
+
+  // Optional, for a prediction that stays sharded by frame: whether final_frames() works
+  // (the final layer is per token), and the prediction for the latent frames that the
+  // whole token frames [first, first + F) of the grid cover, from those tokens alone
+  // ([B, F, S, C]). The default has none.
+  virtual bool has_final_frames() const { return false; }
+  virtual Tensor final_frames(const Tensor& tokens, std::int64_t first) {
+    (void)tokens;
+    (void)first;
+    throw Error("SpatioTemporalStages: this model has no frame-sharded final layer");
+  }
 };
 
 }  // namespace ditserve

@@ -1,0 +1,368 @@
+// ditserve profile: measures, on the devices given, what the scheduler needs to know about
+// one model (sched/profile.h, docs/SCHEDULING.md): the denoising step time of every
+// (shape, DoP) on the elastic sequence-parallel path, the patch-parallel VAE decode time
+// per DoP, the text-encode time and the cost of moving a request's state between groups.
+// Each figure is the median of --steps-timed runs after --warmup untimed ones. The JSON it
+// writes is the one `ditserve simulate --profile` reads.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "comm/fabric.h"
+#include "kernels/backend.h"
+#include "models/opensora_vae.h"
+#include "models/stdit3.h"
+#include "parallel/spatial_shards.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/sharded_generation.h"
+#include "sched/profile.h"
+#include "tensor/error.h"
+
+namespace ditserve::cli {
+namespace {
+
+struct ProfileArgs {
+  std::string model = "tiny";
+  std::string devices;
+  std::string weights;
+  std::string shapes = "144p:51";
+  std::string dops = "1";
+  int steps_timed = 3;
+  int warmup = 1;
+  std::string out;
+  std::string hardware;
+};
+
+struct ShapeSpec {
+  std::string name;
+  std::int64_t height = 0, width = 0, frames = 0;  // what the profile calls the shape
+  std::int64_t run_height = 0, run_width = 0;      // rounded to the model's size multiple
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::int64_t parse_count(const std::string& text, const std::string& flag,
+                         const std::string& item) {
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || v < 1)
+    throw InvalidArgument(flag + ": expected a positive integer in '" + item + "', got '" + text +
+                          "'");
+  return v;
+}
+
+// Open-Sora's 16:9 resolutions by name (opensora/datasets/aspect.py).
+bool named_resolution(const std::string& name, std::int64_t* h, std::int64_t* w) {
+  static const std::vector<std::tuple<std::string, std::int64_t, std::int64_t>> table = {
+      {"144p", 144, 256}, {"240p", 240, 426},  {"360p", 360, 640},
+      {"480p", 480, 854}, {"720p", 720, 1280}, {"1080p", 1080, 1920}};
+  for (const auto& [n, hh, ww] : table) {
+    if (n == name) {
+      *h = hh;
+      *w = ww;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
+
+// "144p:51" or "WxH:frames" (frames default 1 for WxH, 51 for named resolutions).
+std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multiple) {
+  std::vector<ShapeSpec> out;
+  const std::vector<std::string> items = split(text);
+  if (items.empty())
+    throw InvalidArgument("--shapes: no shape given (e.g. 144p:51,240p:51 or 64x64:5)");
+  for (const std::string& item : items) {
+    const auto colon = item.find(':');
+    const std::string size = item.substr(0, colon);
+    ShapeSpec s;
+    s.frames =
+        colon == std::string::npos ? 0 : parse_count(item.substr(colon + 1), "--shapes", item);
+    if (named_resolution(size, &s.height, &s.width)) {
+      if (s.frames == 0) s.frames = 51;
+      s.name = size;
+    } else {
+      const auto x = size.find('x');
+      if (x == std::string::npos || x == 0) {
+        throw InvalidArgument("--shapes: '" + item +
+                              "' is neither a resolution (144p, 240p, 360p, "
+                              "480p, 720p, 1080p) nor WIDTHxHEIGHT, optionally with :FRAMES");
+      }
+      s.width = parse_count(size.substr(0, x), "--shapes", item);
+      s.height = parse_count(size.substr(x + 1), "--shapes", item);
+      if (s.frames == 0) s.frames = 1;
+      s.name = size;
+    }
+    for (const ShapeSpec& other : out) {
+      if (other.name == s.name) s.name += "-" + std::to_string(s.frames) + "f";
+    }
+    for (const ShapeSpec& other : out) {
+      if (other.name == s.name) throw InvalidArgument("--shapes: '" + item + "' is given twice");
+    }
+    s.run_height = round_up(s.height, multiple);
+    s.run_width = round_up(s.width, multiple);
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<int> parse_dops(const std::string& text, int devices) {
+  std::vector<int> out;
+  for (const std::string& item : split(text)) {
+    const std::int64_t d = parse_count(item, "--dop", item);
+    if (d > devices) {
+      throw InvalidArgument("--dop: " + item + " exceeds the " + std::to_string(devices) +
+                            " devices given by --devices");
+    }
+    if (std::find(out.begin(), out.end(), static_cast<int>(d)) == out.end())
+      out.push_back(static_cast<int>(d));
+  }
+  if (out.empty()) throw InvalidArgument("--dop: no degree of parallelism given (e.g. 1,2,4)");
+  std::sort(out.begin(), out.end());
+  if (out.front() != 1) throw InvalidArgument("--dop: 1 is required (the profile's solo latency)");
+  return out;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Median seconds of `timed` runs of fn after `warmup` untimed ones; `sync` waits for the
+// devices before the clock is read.
+double measure(int warmup, int timed, const std::function<void()>& fn,
+               const std::function<void()>& sync) {
+  for (int i = 0; i < warmup; ++i) fn();
+  sync();
+  std::vector<double> seconds;
+  for (int i = 0; i < timed; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    sync();
+    seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return median(seconds);
+}
+
+DeviceGroup first_ranks(int k) {
+  DeviceGroup g;
+  for (int r = 0; r < k; ++r) g.ranks.push_back(r);
+  return g;
+}
+
+void run(const ProfileArgs& a) {
+  const ModelSpec spec = find_model(a.model);
+  if (spec.is_wan()) {
+    throw InvalidArgument("--model: profile measures the Open-Sora family's elastic path; " +
+                          spec.name + " is a Wan model");
+  }
+  const std::vector<std::string> device_names = split(a.devices);
+  if (device_names.empty()) throw InvalidArgument("--devices: no device given (e.g. cpu:0,cpu:1)");
+  std::vector<Device> devices;
+  for (const std::string& name : device_names) {
+    try {
+      devices.push_back(Device::parse(name));
+    } catch (const Error& e) {
+      throw InvalidArgument("--devices: '" + name + "': " + e.what());
+    }
+    for (std::size_t j = 0; j + 1 < devices.size(); ++j) {
+      if (devices[j] == devices.back())
+        throw InvalidArgument("--devices: " + name + " is given twice");
+    }
+  }
+  const int n = static_cast<int>(devices.size());
+  const std::vector<int> dops = parse_dops(a.dops, n);
+  const std::vector<ShapeSpec> shapes = parse_shapes(a.shapes, spec.size_multiple());
+  if (a.steps_timed < 1)
+    throw InvalidArgument("--steps-timed: must be >= 1, got " + std::to_string(a.steps_timed));
+  if (a.warmup < 0)
+    throw InvalidArgument("--warmup: must be >= 0, got " + std::to_string(a.warmup));
+  if (a.out.empty()) throw InvalidArgument("--out: no output file given");
+  const std::filesystem::path out_path = a.out;
+  const std::filesystem::path out_dir = out_path.has_parent_path() ? out_path.parent_path() : ".";
+  if (!std::filesystem::is_directory(out_dir))
+    throw InvalidArgument("--out: directory '" + out_dir.string() + "' does not exist");
+  std::optional<std::filesystem::path> weights;
+  if (!a.weights.empty()) weights = a.weights;
+  require_weights(spec, weights);
+  for (const ShapeSpec& s : shapes) {
+    GenerateRequest r;
+    r.height = s.run_height;
+    r.width = s.run_width;
+    r.frames = s.frames;
+    try {
+      validate_request(spec, r);
+    } catch (const InvalidArgument& e) {
+      throw InvalidArgument("--shapes: " + s.name + ": " + e.what());
+    }
+  }
+
+  // Devices and models: every device that some DoP uses holds a replica of the model.
+  std::vector<std::unique_ptr<Backend>> backends;
+  std::vector<Backend*> raw;
+  for (const Device& d : devices) {
+    backends.push_back(make_backend(d));
+    raw.push_back(backends.back().get());
+  }
+  Fabric fabric(raw);
+  const auto sync_all = [&] {
+    for (const auto& be : backends) be->synchronize();
+  };
+  std::fprintf(stderr, "profile: loading %s on %d device(s)\n", spec.name.c_str(), dops.back());
+  Pipeline pipeline(spec, *backends[0], weights);
+  std::vector<LoadedModel> replicas;  // ranks 1.. of the largest DoP
+  std::vector<STDiT3*> dits = {dynamic_cast<STDiT3*>(&pipeline.transformer())};
+  for (int r = 1; r < dops.back(); ++r) {
+    replicas.push_back(load_model(spec, *backends[static_cast<std::size_t>(r)], weights));
+    dits.push_back(dynamic_cast<STDiT3*>(replicas.back().transformer.get()));
+  }
+  auto* vae = dynamic_cast<OpenSoraVAE*>(&pipeline.vae());
+  for (const STDiT3* dit : dits) {
+    if (dit == nullptr || vae == nullptr)
+      throw InvalidArgument("--model: " + spec.name + " is not an STDiT3 + Open-Sora VAE model");
+  }
+
+  const std::string prompt = "a red paper boat drifts down a rain-filled street at dusk";
+  std::optional<Captions> captions;
+  const double encode_s = measure(
+      a.warmup, a.steps_timed, [&] { captions = pipeline.encode(prompt); }, sync_all);
+  std::fprintf(stderr, "profile: encode %.3f ms\n", encode_s * 1e3);
+
+  sched::Profile profile;
+  profile.model = spec.name;
+  profile.hardware = !a.hardware.empty() ? a.hardware
+                                         : a.devices + " (ditserve profile, median of " +
+                                               std::to_string(a.steps_timed) + ")";
+  for (const ShapeSpec& s : shapes) {
+    GenerateRequest request;
+    request.prompt = prompt;
+    request.height = s.run_height;
+    request.width = s.run_width;
+    request.frames = s.frames;
+    request.steps = a.warmup + a.steps_timed + 1;  // each DoP steps its own copy of the state
+    request.seed = 7;
+    const GenerationState start = pipeline.start(request, *captions);
+    sched::ShapeProfile sp;
+    sp.name = s.name;
+    sp.height = static_cast<int>(s.height);
+    sp.width = static_cast<int>(s.width);
+    sp.frames = static_cast<int>(s.frames);
+    sp.encode_s = encode_s;
+    if (s.run_height != s.height || s.run_width != s.width) {
+      std::fprintf(stderr, "profile: %s runs at %lldx%lld (multiples of %lld)\n", s.name.c_str(),
+                   static_cast<long long>(s.run_width), static_cast<long long>(s.run_height),
+                   static_cast<long long>(spec.size_multiple()));
+    }
+
+    for (const int dop : dops) {
+      const DeviceGroup group = first_ranks(dop);
+      ShardedGenerationState state = ShardedGenerationState::shard(fabric, start, 0, group);
+      FramePositionParallel scheme;
+      const auto prepare = [&](int member, const DenoiseInputs& in) {
+        return dits[static_cast<std::size_t>(group.ranks[static_cast<std::size_t>(member)])]
+            ->prepare_stages(in);
+      };
+      sp.step_s[dop] = measure(
+          a.warmup, a.steps_timed, [&] { state.step(fabric, scheme, prepare); }, sync_all);
+      std::fprintf(stderr, "profile: %s step DoP %d: %.3f ms\n", s.name.c_str(), dop,
+                   sp.step_s[dop] * 1e3);
+    }
+
+    const Tensor& latents = start.latents();
+    for (const int dop : dops) {
+      if (latents.size(3) < dop) {
+        std::fprintf(stderr, "profile: %s decode DoP %d skipped (%lld latent rows)\n",
+                     s.name.c_str(), dop, static_cast<long long>(latents.size(3)));
+        continue;
+      }
+      SpatialShardContext ctx(fabric, first_ranks(dop));
+      sp.decode_s[dop] = measure(
+          a.warmup, a.steps_timed, [&] { vae->decode_patch_parallel(ctx, latents, s.frames); },
+          sync_all);
+      std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms\n", s.name.c_str(), dop,
+                   sp.decode_s[dop] * 1e3);
+    }
+
+    // A whole request (latents and captions) between two disjoint one-device groups.
+    if (n >= 2) {
+      ShardedGenerationState state =
+          ShardedGenerationState::shard(fabric, start, 0, DeviceGroup{{0}});
+      bool on_first = true;
+      sp.move_s = measure(
+          a.warmup, a.steps_timed,
+          [&] {
+            state.move_to(fabric, DeviceGroup{{on_first ? 1 : 0}});
+            on_first = !on_first;
+          },
+          sync_all);
+      std::fprintf(stderr, "profile: %s move %s -> %s: %.3f ms\n", s.name.c_str(),
+                   device_names[0].c_str(), device_names[1].c_str(), sp.move_s * 1e3);
+    }
+    profile.shapes.push_back(sp);
+  }
+
+  std::ofstream file(out_path);
+  file << sched::profile_to_json(profile).dump(2) << "\n";
+  file.close();
+  if (!file) throw Error("--out: cannot write '" + out_path.string() + "'");
+  std::printf("wrote %s: %zu shapes, DoP", out_path.c_str(), profile.shapes.size());
+  for (const int d : dops) std::printf(" %d", d);
+  std::printf(" on %s\n", a.devices.c_str());
+}
+
+}  // namespace
+
+void add_profile_command(CLI::App& app) {
+  auto args = std::make_shared<ProfileArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "profile",
+      "Measure step, decode, encode and move times per shape and DoP (scheduler profile JSON)");
+  cmd->add_option("--model", args->model, "Model: opensora-v1.2 or tiny")->capture_default_str();
+  cmd->add_option("--devices", args->devices, "Devices, e.g. cuda:0,cuda:1 or cpu:0,cpu:1")
+      ->required();
+  cmd->add_option(
+      "--weights", args->weights,
+      "Weights directory (ditserve make-weights writes one); tiny has built-in weights");
+  cmd->add_option("--shapes", args->shapes,
+                  "Shapes: 144p:51,240p:51,... (Open-Sora's 16:9 sizes) or WIDTHxHEIGHT:FRAMES")
+      ->capture_default_str();
+  cmd->add_option("--dop", args->dops, "Degrees of parallelism, e.g. 1,2,4 (1 is required)")
+      ->capture_default_str();
+  cmd->add_option("--steps-timed", args->steps_timed, "Timed runs per figure (the median is kept)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed runs before each figure")
+      ->capture_default_str();
+  cmd->add_option("--hardware", args->hardware,
+                  "The profile's hardware label (default: the devices)");
+  cmd->add_option("--out", args->out, "The profile JSON to write")->required();
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace ditserve::cli

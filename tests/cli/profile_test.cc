@@ -1,0 +1,77 @@
+// `ditserve profile`: on two CPU devices with the tiny model it writes a profile that the
+// scheduler's loader accepts (and `ditserve simulate` runs on), with every (shape, DoP)
+// measured; bad flags fail naming the flag.
+
+#include "sched/profile.h"
+
+#include <gtest/gtest.h>
+
+#include "cli/cli_test_util.h"
+
+namespace ditserve {
+namespace {
+
+using testing::run_ditserve;
+using testing::TempDir;
+
+TEST(ProfileCli, WritesAProfileTheSchedulerLoads) {
+  TempDir dir("profile");
+  const std::string out = (dir / "tiny.json").string();
+  const auto r = run_ditserve({"profile", "--model", "tiny", "--devices", "cpu:0,cpu:1", "--shapes",
+                               "32x32:5,48x32:1", "--dop", "1,2", "--steps-timed", "1", "--warmup",
+                               "0", "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("32x32 step DoP 2"), std::string::npos) << r.out;  // progress lines
+
+  const sched::Profile p = sched::load_profile(out);
+  EXPECT_EQ(p.model, "tiny");
+  ASSERT_EQ(p.shapes.size(), 2u);
+  EXPECT_EQ(p.shapes[0].name, "32x32");
+  EXPECT_EQ(p.shapes[0].frames, 5);
+  EXPECT_EQ(p.shapes[1].name, "48x32");
+  EXPECT_EQ(p.shapes[1].width, 48);
+  EXPECT_EQ(p.shapes[1].height, 32);
+  EXPECT_EQ(p.shapes[1].frames, 1);
+  for (const sched::ShapeProfile& s : p.shapes) {
+    ASSERT_EQ(s.step_s.size(), 2u) << s.name;
+    ASSERT_EQ(s.decode_s.size(), 2u) << s.name;
+    for (const int dop : {1, 2}) {
+      EXPECT_GT(s.step(dop), 0.0) << s.name;
+      EXPECT_GT(s.decode(dop), 0.0) << s.name;
+    }
+    EXPECT_GT(s.encode_s, 0.0);
+    EXPECT_GT(s.move_s, 0.0);
+  }
+  EXPECT_NO_THROW(p.check_fits(2));
+
+  const auto sim = run_ditserve(
+      {"simulate", "--profile", out, "--devices", "2", "--count", "4", "--policy", "elastic"});
+  EXPECT_EQ(sim.exit_code, 0) << sim.out;
+}
+
+TEST(ProfileCli, BadFlagsNameTheFlag) {
+  TempDir dir("profile_errors");
+  const std::string out = (dir / "p.json").string();
+  const auto error_of = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"profile", "--model", "tiny", "--out", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = run_ditserve(args);
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    return r.out;
+  };
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--dop", "1,2"}).find("--dop"), std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--dop", "2"}).find("--dop"), std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0,cpu:zero"}).find("--devices"), std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0,cpu:0"}).find("--devices"), std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--shapes", "99q:5"}).find("--shapes"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--shapes", "32x32:0"}).find("--shapes"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--steps-timed", "0"}).find("--steps-timed"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--devices", "cpu:0", "--model", "nope"}).find("model"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace ditserve
