@@ -19,14 +19,37 @@
 namespace ditserve::cli {
 namespace {
 
+// Unset options take the model's defaults (default_request).
 struct GenerateArgs {
   std::string model = "tiny";
-  std::string size = "64x64";
+  std::optional<std::string> size;
   std::string device = "cpu";
   std::string output;
   std::string weights;
-  GenerateRequest request;
+  std::string prompt;
+  std::string negative_prompt;
+  std::uint64_t seed = 0;
+  std::optional<std::int64_t> frames;
+  std::optional<int> steps;
+  std::optional<float> guidance;
+  std::optional<float> fps;
+  std::optional<std::string> sampler;
+  std::optional<double> shift;
 };
+
+GenerateRequest to_request(const ModelSpec& spec, const GenerateArgs& a) {
+  GenerateRequest r = default_request(spec);
+  r.prompt = a.prompt;
+  r.negative_prompt = a.negative_prompt;
+  r.seed = a.seed;
+  if (a.frames) r.frames = *a.frames;
+  if (a.steps) r.steps = *a.steps;
+  if (a.guidance) r.guidance = *a.guidance;
+  if (a.fps) r.fps = *a.fps;
+  if (a.sampler) r.sampler = parse_sampler(*a.sampler);
+  if (a.shift) r.shift = *a.shift;
+  return r;
+}
 
 // "WIDTHxHEIGHT" -> request.width/height.
 void parse_size(const std::string& text, GenerateRequest& r) {
@@ -69,9 +92,9 @@ void print_progress(std::size_t done, std::size_t total, double elapsed_s) {
 
 void run(const GenerateArgs& a) {
   quiet_ffmpeg_logging();
-  GenerateRequest request = a.request;
-  parse_size(a.size, request);
   const ModelSpec spec = find_model(a.model);
+  GenerateRequest request = to_request(spec, a);
+  if (a.size) parse_size(*a.size, request);
   validate_request(spec, request);
   const std::filesystem::path output = a.output;
   output_format(output, request.frames);
@@ -80,13 +103,22 @@ void run(const GenerateArgs& a) {
     throw InvalidArgument("output: directory '" + out_dir.string() + "' does not exist");
   std::optional<std::filesystem::path> weights;
   if (!a.weights.empty()) weights = a.weights;
-  load_tokenizer(spec, weights).encode(request.prompt);  // prompt errors before loading weights
+  // Prompt errors before loading weights.
+  const Tokenizer tokenizer = load_tokenizer(spec, weights);
+  tokenizer.encode(request.prompt);
+  if (spec.is_wan() && !request.negative_prompt.empty()) {
+    try {
+      tokenizer.encode(request.negative_prompt);
+    } catch (const InvalidArgument& e) {
+      throw InvalidArgument("negative_" + std::string(e.what()));
+    }
+  }
   const std::unique_ptr<Backend> be = make_backend(Device::parse(a.device));
 
   Stopwatch clock;
   Pipeline pipeline(spec, *be, weights);
   const double load_s = clock.lap();
-  Captions captions = pipeline.encode(request.prompt);
+  Captions captions = pipeline.encode(request.prompt, request.negative_prompt);
   be->synchronize();
   const double encode_s = clock.lap();
 
@@ -125,18 +157,27 @@ void run(const GenerateArgs& a) {
 void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate a video (or an image) from a prompt");
-  cmd->add_option("--model", args->model, "Model: opensora-v1.2 or tiny")->capture_default_str();
-  cmd->add_option("--prompt", args->request.prompt, "The text prompt")->required();
-  cmd->add_option("--frames", args->request.frames, "Video frames (1 = an image)")
+  cmd->add_option("--model", args->model,
+                  "Model: opensora-v1.2, tiny, wan2.1-t2v-1.3b, wan2.1-t2v-14b or tiny-wan")
       ->capture_default_str();
-  cmd->add_option("--size", args->size, "WIDTHxHEIGHT in pixels, e.g. 1280x720")
-      ->capture_default_str();
-  cmd->add_option("--steps", args->request.steps, "Denoising steps")->capture_default_str();
-  cmd->add_option("--guidance", args->request.guidance, "Classifier-free guidance scale")
-      ->capture_default_str();
-  cmd->add_option("--seed", args->request.seed, "Seed of the initial noise")->capture_default_str();
-  cmd->add_option("--fps", args->request.fps, "Frames per second (conditioning and MP4 rate)")
-      ->capture_default_str();
+  cmd->add_option("--prompt", args->prompt, "The text prompt")->required();
+  cmd->add_option("--negative-prompt", args->negative_prompt,
+                  "Wan: the unconditional prompt (default: Wan's sample_neg_prompt)");
+  cmd->add_option("--frames", args->frames,
+                  "Video frames (1 = an image; Wan: 4k+1) [model default: Open-Sora 16, Wan 81]");
+  cmd->add_option("--size", args->size,
+                  "WIDTHxHEIGHT in pixels, e.g. 1280x720 "
+                  "[model default: 64x64, Wan 832x480 / 1280x720]");
+  cmd->add_option("--steps", args->steps, "Denoising steps [model default: Open-Sora 30, Wan 50]");
+  cmd->add_option("--guidance", args->guidance,
+                  "Classifier-free guidance scale [model default: Open-Sora 7, Wan 1.3B 6, 14B 5]");
+  cmd->add_option("--sampler", args->sampler,
+                  "rflow (Open-Sora), unipc or euler (Wan) [model default: rflow / unipc]");
+  cmd->add_option("--shift", args->shift,
+                  "Wan's flow time shift [model default: 1.3B 8, 14B 5]");
+  cmd->add_option("--seed", args->seed, "Seed of the initial noise")->capture_default_str();
+  cmd->add_option("--fps", args->fps,
+                  "Frames per second (conditioning and MP4 rate) [model default: 24, Wan 16]");
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
   cmd->add_option("--weights", args->weights,
                   "Weights directory (ditserve make-weights writes one); tiny has built-in weights");

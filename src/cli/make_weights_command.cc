@@ -20,6 +20,7 @@ struct MakeWeightsArgs {
   std::string model;
   std::string dir;
   std::string dtype = "bf16";
+  std::string layout = "original";
   std::optional<std::uint64_t> seed;
 };
 
@@ -31,7 +32,8 @@ void run(const MakeWeightsArgs& a) {
   // Default: the seed of the built-in weights, so `tiny` written in f32 equals them.
   const std::uint64_t seed = a.seed.value_or(spec.builtin_seed.value_or(0));
   const std::filesystem::path dir = a.dir;
-  const std::vector<ComponentWeights> components = model_components(spec);
+  const std::vector<ComponentWeights> components =
+      model_components(spec, parse_weight_layout(a.layout));
 
   std::int64_t total = 0;
   for (const ComponentWeights& c : components) {
@@ -52,10 +54,12 @@ void run(const MakeWeightsArgs& a) {
   file.write(bytes.data(), bytes.size());
   file.commit();
   std::cout << tokenizer << ": the built-in tiny tokenizer"
-            << (spec.builtin_seed ? "" : " (a stand-in: replace it with T5's spiece.model)")
+            << (spec.builtin_seed ? ""
+                : spec.is_wan() ? " (a stand-in: replace it with google/umt5-xxl's spiece.model)"
+                                : " (a stand-in: replace it with T5's spiece.model)")
             << "\n";
   std::cout << "wrote model " << spec.name << ": " << total << " parameters in "
-            << dtype_name(dtype) << ", seed " << seed << "\n";
+            << dtype_name(dtype) << ", " << a.layout << " layout, seed " << seed << "\n";
 }
 
 }  // namespace
@@ -64,10 +68,15 @@ void add_make_weights_command(CLI::App& app) {
   auto args = std::make_shared<MakeWeightsArgs>();
   CLI::App* cmd = app.add_subcommand(
       "make-weights", "Write a random-weight checkpoint of a model (public names and shapes)");
-  cmd->add_option("model", args->model, "Model: opensora-v1.2 or tiny")->required();
+  cmd->add_option("model", args->model,
+                  "Model: opensora-v1.2, tiny, wan2.1-t2v-1.3b, wan2.1-t2v-14b or tiny-wan")
+      ->required();
   cmd->add_option("dir", args->dir, "Output directory")->required();
   cmd->add_option("--dtype", args->dtype, "Stored dtype: bf16 or f32")->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed (default: the model's built-in seed, else 0)");
+  cmd->add_option("--layout", args->layout,
+                  "Tensor names: original (the model's own release) or diffusers (Wan only)")
+      ->capture_default_str();
   cmd->callback([args] { run(*args); });
 }
 

@@ -8,6 +8,10 @@
 //   DIR/transformer/    Open-Sora's STDiT3 state dict (x_embedder.*, spatial_blocks.*, …)
 //   DIR/vae/            Open-Sora's VideoAutoencoderPipeline (spatial_vae.module.*, …)
 //   DIR/tokenizer/spiece.model   T5's SentencePiece model
+// Wan 2.1 models use the same directories, each in either public naming (detected per
+// component, WeightLayout): Wan's own release (UMT5 as Wan's T5Encoder, WanModel,
+// Wan2.1_VAE) or diffusers' (UMT5EncoderModel, WanTransformer3DModel, AutoencoderKLWan);
+// DIR/tokenizer/spiece.model is google/umt5-xxl's.
 // Each component directory holds one .safetensors file or a sharded index with its shards
 // (io/checkpoint.h), i.e. the files of the public hub repositories.
 
@@ -23,9 +27,28 @@
 #include "models/opensora_vae.h"
 #include "models/stdit3.h"
 #include "models/t5_encoder.h"
+#include "models/wan_transformer.h"
+#include "models/wan_vae.h"
 #include "models/weights.h"
 
 namespace ditserve {
+
+enum class ModelFamily {
+  opensora,  // T5 v1.1 + STDiT3 + Open-Sora VAE (the fields text_encoder, transformer, vae)
+  wan,       // UMT5 (text_encoder) + Wan DiT (wan_transformer) + Wan VAE (wan_vae)
+};
+
+// Wan's sampling defaults (wan/configs, generate.py and its README; see registry.cc).
+struct WanSampling {
+  int steps = 50;
+  float guidance = 5.0f;
+  double shift = 5.0;
+  float fps = 16.0f;            // sample_fps
+  std::int64_t frames = 81;
+  std::int64_t width = 832;
+  std::int64_t height = 480;
+  std::string negative_prompt;  // sample_neg_prompt
+};
 
 struct ModelSpec {
   std::string name;
@@ -35,15 +58,26 @@ struct ModelSpec {
   // Set for models whose default weights are built in (seeded random values, `tiny`);
   // unset when weights must come from a directory.
   std::optional<std::uint64_t> builtin_seed;
+  ModelFamily family = ModelFamily::opensora;
+  WanConfig wan_transformer;  // family == wan
+  WanVAEConfig wan_vae;       // family == wan
+  WanSampling wan_sampling;   // family == wan
 
+  bool is_wan() const { return family == ModelFamily::wan; }
   // Width and height must be multiples of this: VAE factor times the DiT's patch size.
   std::int64_t size_multiple() const;
   // Longest prompt in tokens (with </s>): the encoder's and the DiT's caption limit.
   std::int64_t max_prompt_tokens() const;
+  // Latent frames for `frames` video frames; throws InvalidArgument naming "frames" (and
+  // the rule, e.g. 4k+1 for Wan) for a count the VAE cannot produce.
+  std::int64_t latent_frames(std::int64_t frames) const;
+  std::int64_t latent_channels() const;
 };
 
 // "opensora-v1.2" (T5 v1.1 XXL, STDiT3-XL/2, Open-Sora VAE 1.2; weights from a directory)
-// and "tiny" (the same architectures scaled down; built-in weights from seed 0).
+// and "tiny" (the same architectures scaled down; built-in weights from seed 0);
+// "wan2.1-t2v-1.3b", "wan2.1-t2v-14b" (UMT5-XXL, Wan DiT, Wan 2.1 VAE; weights from a
+// directory) and "tiny-wan" (scaled down; built-in weights from seed 0).
 std::vector<std::string> model_names();
 // Throws InvalidArgument naming "model" and listing the known names for any other name.
 ModelSpec find_model(std::string_view name);
@@ -53,8 +87,15 @@ struct ComponentWeights {
   std::string dir;  // "text_encoder", "transformer" or "vae"
   std::vector<ParamSpec> params;
 };
-// The three components, in that order.
-std::vector<ComponentWeights> model_components(const ModelSpec& spec);
+// The public naming a checkpoint is written in. Open-Sora models have one (original);
+// Wan models have Wan's own release (original) and diffusers'.
+enum class WeightLayout { original, diffusers };
+// Throws InvalidArgument naming "layout" for anything but "original" or "diffusers".
+WeightLayout parse_weight_layout(std::string_view name);
+// The three components, in that order, named in `layout`. Throws InvalidArgument naming
+// "layout" for diffusers with an Open-Sora model.
+std::vector<ComponentWeights> model_components(const ModelSpec& spec,
+                                               WeightLayout layout = WeightLayout::original);
 // The tokenizer model, relative to the weights directory.
 inline constexpr std::string_view kTokenizerPath = "tokenizer/spiece.model";
 
@@ -66,6 +107,10 @@ struct ModelDTypes {
   DType vae = DType::f32;
 };
 ModelDTypes default_dtypes(Device device);
+// Per model: Open-Sora as above; Wan as Wan 2.1 runs: all f32 on the CPU backend; on CUDA
+// the text encoder and DiT in bf16 (t5_dtype, param_dtype) and the VAE in f32 (WanVAE's
+// default dtype).
+ModelDTypes default_dtypes(const ModelSpec& spec, Device device);
 
 // The three models on one backend.
 struct LoadedModel {
@@ -75,6 +120,7 @@ struct LoadedModel {
   std::unique_ptr<VideoDecoder> vae;
   // Classifier-free guidance's null caption, [1, max_prompt_tokens, caption_channels] in
   // the transformer's dtype (STDiT3's y_embedding); a request uses its first L rows.
+  // Undefined for Wan, whose unconditional branch encodes a negative prompt.
   Tensor null_caption;
   DType caption_dtype = DType::f32;  // what the transformer takes as captions
 };

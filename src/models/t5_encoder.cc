@@ -15,11 +15,55 @@
 namespace ditserve {
 namespace {
 
-std::string block_prefix(std::int64_t i) { return "encoder.block." + std::to_string(i) + "."; }
-
 constexpr const char* kSharedName = "shared.weight";
 constexpr const char* kEmbedTokensName = "encoder.embed_tokens.weight";
-constexpr const char* kBiasName = "layer.0.SelfAttention.relative_attention_bias.weight";
+constexpr const char* kWanEmbeddingName = "token_embedding.weight";
+
+// The tensors of one block; part_name says what each is called in a layout.
+enum class Part { q, k, v, o, bias, attn_norm, wi_0, wi_1, wo, ff_norm };
+
+std::string part_name(T5Layout layout, Part part, std::int64_t block) {
+  const std::string i = std::to_string(block);
+  if (layout == T5Layout::wan) {
+    const std::string p = "blocks." + i + ".";
+    switch (part) {
+      case Part::q: return p + "attn.q.weight";
+      case Part::k: return p + "attn.k.weight";
+      case Part::v: return p + "attn.v.weight";
+      case Part::o: return p + "attn.o.weight";
+      case Part::bias: return p + "pos_embedding.embedding.weight";
+      case Part::attn_norm: return p + "norm1.weight";
+      case Part::wi_0: return p + "ffn.gate.0.weight";  // the GELU branch
+      case Part::wi_1: return p + "ffn.fc1.weight";     // the linear branch
+      case Part::wo: return p + "ffn.fc2.weight";
+      case Part::ff_norm: return p + "norm2.weight";
+    }
+  }
+  const std::string p = "encoder.block." + i + ".";
+  switch (part) {
+    case Part::q: return p + "layer.0.SelfAttention.q.weight";
+    case Part::k: return p + "layer.0.SelfAttention.k.weight";
+    case Part::v: return p + "layer.0.SelfAttention.v.weight";
+    case Part::o: return p + "layer.0.SelfAttention.o.weight";
+    case Part::bias: return p + "layer.0.SelfAttention.relative_attention_bias.weight";
+    case Part::attn_norm: return p + "layer.0.layer_norm.weight";
+    case Part::wi_0: return p + "layer.1.DenseReluDense.wi_0.weight";
+    case Part::wi_1: return p + "layer.1.DenseReluDense.wi_1.weight";
+    case Part::wo: return p + "layer.1.DenseReluDense.wo.weight";
+    case Part::ff_norm: return p + "layer.1.layer_norm.weight";
+  }
+  return {};
+}
+
+// A shared table: transformers keeps it in block 0, Wan's T5Encoder as `pos_embedding`.
+std::string bias_name(T5Layout layout, bool per_layer, std::int64_t block) {
+  if (!per_layer && layout == T5Layout::wan) return "pos_embedding.embedding.weight";
+  return part_name(layout, Part::bias, per_layer ? block : 0);
+}
+
+std::string final_norm_name(T5Layout layout) {
+  return layout == T5Layout::wan ? "norm.weight" : "encoder.final_layer_norm.weight";
+}
 
 void check_config(const T5Config& c) {
   const auto positive = [](const char* field, std::int64_t value) {
@@ -60,38 +104,50 @@ T5Config t5_tiny() {
   return c;
 }
 
-std::vector<ParamSpec> t5_parameters(const T5Config& c) {
+T5Config umt5_xxl() {
+  T5Config c;
+  c.vocab = 256384;
+  c.max_tokens = 512;
+  c.per_layer_bias = true;
+  return c;
+}
+
+T5Config umt5_tiny() {
+  T5Config c = t5_tiny();
+  c.max_tokens = 64;
+  c.per_layer_bias = true;
+  return c;
+}
+
+std::vector<ParamSpec> t5_parameters(const T5Config& c, T5Layout layout) {
   check_config(c);
   const std::int64_t inner = c.heads * c.d_kv;
   const auto inv_sqrt = [](std::int64_t n) {
     return static_cast<float>(1.0 / std::sqrt(double(n)));
   };
+  const auto name = [&](Part part, std::int64_t i) { return part_name(layout, part, i); };
   std::vector<ParamSpec> specs;
-  specs.push_back({kSharedName, {c.vocab, c.d_model}, ParamInit::normal, 1.0f});
+  specs.push_back({layout == T5Layout::wan ? kWanEmbeddingName : kSharedName,
+                   {c.vocab, c.d_model}, ParamInit::normal, 1.0f});
   for (std::int64_t i = 0; i < c.layers; ++i) {
-    const std::string p = block_prefix(i);
-    const std::string attn = p + "layer.0.SelfAttention.";
     specs.push_back(
-        {attn + "q.weight", {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model * c.d_kv)});
-    specs.push_back(
-        {attn + "k.weight", {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
-    specs.push_back(
-        {attn + "v.weight", {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
-    specs.push_back({attn + "o.weight", {c.d_model, inner}, ParamInit::normal, inv_sqrt(inner)});
-    if (i == 0) {
-      specs.push_back(
-          {p + kBiasName, {c.buckets, c.heads}, ParamInit::normal, inv_sqrt(c.d_model)});
+        {name(Part::q, i), {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model * c.d_kv)});
+    specs.push_back({name(Part::k, i), {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
+    specs.push_back({name(Part::v, i), {inner, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
+    specs.push_back({name(Part::o, i), {c.d_model, inner}, ParamInit::normal, inv_sqrt(inner)});
+    if (i == 0 || c.per_layer_bias) {
+      specs.push_back({bias_name(layout, c.per_layer_bias, i), {c.buckets, c.heads},
+                       ParamInit::normal, inv_sqrt(c.d_model)});
     }
-    specs.push_back({p + "layer.0.layer_norm.weight", {c.d_model}, ParamInit::ones});
-    const std::string ff = p + "layer.1.DenseReluDense.";
+    specs.push_back({name(Part::attn_norm, i), {c.d_model}, ParamInit::ones});
     specs.push_back(
-        {ff + "wi_0.weight", {c.d_ff, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
+        {name(Part::wi_0, i), {c.d_ff, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
     specs.push_back(
-        {ff + "wi_1.weight", {c.d_ff, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
-    specs.push_back({ff + "wo.weight", {c.d_model, c.d_ff}, ParamInit::normal, inv_sqrt(c.d_ff)});
-    specs.push_back({p + "layer.1.layer_norm.weight", {c.d_model}, ParamInit::ones});
+        {name(Part::wi_1, i), {c.d_ff, c.d_model}, ParamInit::normal, inv_sqrt(c.d_model)});
+    specs.push_back({name(Part::wo, i), {c.d_model, c.d_ff}, ParamInit::normal, inv_sqrt(c.d_ff)});
+    specs.push_back({name(Part::ff_norm, i), {c.d_model}, ParamInit::ones});
   }
-  specs.push_back({"encoder.final_layer_norm.weight", {c.d_model}, ParamInit::ones});
+  specs.push_back({final_norm_name(layout), {c.d_model}, ParamInit::ones});
   return specs;
 }
 
@@ -115,6 +171,7 @@ std::int64_t t5_relative_position_bucket(std::int64_t relative_position, std::in
 
 T5Encoder::T5Encoder(const T5Config& config, const WeightLoader& weights)
     : config_(config),
+      layout_(weights.contains(kWanEmbeddingName) ? T5Layout::wan : T5Layout::transformers),
       be_(weights.backend()),
       dtype_(weights.dtype()),
       host_(make_backend(Device::cpu(0))) {
@@ -123,51 +180,62 @@ T5Encoder::T5Encoder(const T5Config& config, const WeightLoader& weights)
   const std::int64_t inner = c.heads * c.d_kv;
   // T5EncoderModel saves the tied embedding as `shared.weight`; a bare encoder stack as
   // `encoder.embed_tokens.weight`.
-  const char* embedding_name = !weights.contains(kSharedName) && weights.contains(kEmbedTokensName)
-                                   ? kEmbedTokensName
-                                   : kSharedName;
+  const bool embed_tokens = !weights.contains(kSharedName) && weights.contains(kEmbedTokensName);
+  const char* embedding_name = layout_ == T5Layout::wan ? kWanEmbeddingName
+                               : embed_tokens               ? kEmbedTokensName
+                                                            : kSharedName;
   embedding_ = weights.load(embedding_name, {c.vocab, c.d_model});
-  bias_table_ =
-      transfer(be_, weights.load_f32(block_prefix(0) + kBiasName, {c.buckets, c.heads}), *host_);
+  const std::int64_t tables = c.per_layer_bias ? c.layers : 1;
+  for (std::int64_t i = 0; i < tables; ++i) {
+    bias_tables_.push_back(
+        weights.load(bias_name(layout_, c.per_layer_bias, i), {c.buckets, c.heads}));
+  }
+  const auto load = [&](Part part, std::int64_t i, const Shape& shape) {
+    return weights.load(part_name(layout_, part, i), shape);
+  };
   blocks_.reserve(static_cast<std::size_t>(c.layers));
   for (std::int64_t i = 0; i < c.layers; ++i) {
-    const WeightLoader w = weights.sub(block_prefix(i));
-    const WeightLoader attn = w.sub("layer.0.SelfAttention.");
-    const WeightLoader ff = w.sub("layer.1.DenseReluDense.");
     Block b;
-    b.attn_norm = w.load("layer.0.layer_norm.weight", {c.d_model});
-    b.qkv = concat(
-        be_,
-        {attn.load("q.weight", {inner, c.d_model}), attn.load("k.weight", {inner, c.d_model}),
-         attn.load("v.weight", {inner, c.d_model})},
-        0);
-    b.o = attn.load("o.weight", {c.d_model, inner});
-    b.ff_norm = w.load("layer.1.layer_norm.weight", {c.d_model});
-    b.wi_0 = ff.load("wi_0.weight", {c.d_ff, c.d_model});
-    b.wi_1 = ff.load("wi_1.weight", {c.d_ff, c.d_model});
-    b.wo = ff.load("wo.weight", {c.d_model, c.d_ff});
+    b.attn_norm = load(Part::attn_norm, i, {c.d_model});
+    b.qkv = concat(be_,
+                   {load(Part::q, i, {inner, c.d_model}), load(Part::k, i, {inner, c.d_model}),
+                    load(Part::v, i, {inner, c.d_model})},
+                   0);
+    b.o = load(Part::o, i, {c.d_model, inner});
+    b.ff_norm = load(Part::ff_norm, i, {c.d_model});
+    b.wi_0 = load(Part::wi_0, i, {c.d_ff, c.d_model});
+    b.wi_1 = load(Part::wi_1, i, {c.d_ff, c.d_model});
+    b.wo = load(Part::wo, i, {c.d_model, c.d_ff});
     blocks_.push_back(std::move(b));
   }
-  final_norm_ = weights.load("encoder.final_layer_norm.weight", {c.d_model});
+  final_norm_ = weights.load(final_norm_name(layout_), {c.d_model});
 }
 
-const Tensor& T5Encoder::position_bias(std::int64_t length) {
-  if (const auto it = bias_cache_.find(length); it != bias_cache_.end()) return it->second;
-  const std::int64_t heads = config_.heads;
-  const float* table = bias_table_.data<float>();  // [buckets, heads]
-  Tensor bias = Tensor::empty_host({1, heads, length, length}, DType::f32);
-  float* out = bias.data<float>();
+const Tensor& T5Encoder::buckets(std::int64_t length) {
+  if (const auto it = bucket_cache_.find(length); it != bucket_cache_.end()) return it->second;
+  Tensor ids = Tensor::empty_host({length, length}, DType::i32);
+  std::int32_t* out = ids.data<std::int32_t>();
   for (std::int64_t q = 0; q < length; ++q) {
     for (std::int64_t k = 0; k < length; ++k) {
-      const std::int64_t bucket =
-          t5_relative_position_bucket(k - q, config_.buckets, config_.max_distance);
-      for (std::int64_t h = 0; h < heads; ++h) {
-        out[(h * length + q) * length + k] = table[bucket * heads + h];
-      }
+      out[q * length + k] = static_cast<std::int32_t>(
+          t5_relative_position_bucket(k - q, config_.buckets, config_.max_distance));
     }
   }
-  if (dtype_ != DType::f32) bias = cast(*host_, bias, dtype_);
-  return bias_cache_.emplace(length, transfer(*host_, bias, be_)).first->second;
+  return bucket_cache_.emplace(length, transfer(*host_, ids, be_)).first->second;
+}
+
+Tensor T5Encoder::position_bias(std::size_t table, std::int64_t length) {
+  const bool shared = !config_.per_layer_bias;
+  if (shared) {
+    if (const auto it = shared_bias_cache_.find(length); it != shared_bias_cache_.end()) {
+      return it->second;
+    }
+  }
+  // [L, L, heads] -> [1, heads, L, L]; a gather, so the same values as a host-built table.
+  const Tensor rows = embedding(be_, bias_tables_[table], buckets(length));
+  Tensor bias = contiguous(be_, rows.permute({2, 0, 1})).unsqueeze(0);
+  if (shared) shared_bias_cache_.emplace(length, bias);
+  return bias;
 }
 
 Tensor T5Encoder::encode(const Tensor& ids, const Tensor& lengths) {
@@ -201,10 +269,11 @@ Tensor T5Encoder::encode(const Tensor& ids, const Tensor& lengths) {
   AttentionParams params;
   params.scale = 1.0f;  // T5 folds the 1/sqrt(d) into its initialisation
   params.key_lengths = lengths;
-  params.bias = position_bias(length);
 
   Tensor h = embedding(be_, embedding_, ids);  // [B, L, d_model]
-  for (const Block& b : blocks_) {
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    params.bias = position_bias(config_.per_layer_bias ? i : 0, length);
     const Tensor n = rms_norm(be_, h, b.attn_norm, c.eps);
     const Tensor qkv = linear(be_, n, b.qkv).view({batch, length, 3, c.heads, c.d_kv});
     const Tensor a = attention(be_, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2), params);

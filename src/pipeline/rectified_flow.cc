@@ -72,18 +72,33 @@ Tensor gaussian_noise(const Shape& shape, std::uint64_t seed) {
   return out;
 }
 
+namespace {
+
+std::vector<float> sampler_timesteps(const SamplerOptions& o) {
+  if (o.sampler == SamplerKind::rectified_flow)
+    return rflow_timesteps(o.steps, rflow_shift_ratio(o.height, o.width, o.frames));
+  return flow_timesteps(o.steps, o.shift);
+}
+
+}  // namespace
+
 Tensor apply_guidance(Backend& be, const Tensor& cond, const Tensor& uncond, float scale) {
   return add_scaled(be, uncond, add_scaled(be, cond, uncond, -1.0f), scale);
 }
 
 GenerationState::GenerationState(Tensor latents, Tensor captions, Tensor caption_lengths,
-                                 const SamplerOptions& options)
+                                 const SamplerOptions& options, std::size_t start_step)
     : latents_(std::move(latents)),
       captions_(std::move(captions)),
       caption_lengths_(std::move(caption_lengths)),
       options_(options),
-      timesteps_(rflow_timesteps(options.steps,
-                                 rflow_shift_ratio(options.height, options.width, options.frames))) {
+      timesteps_(sampler_timesteps(options)),
+      step_(start_step) {
+  DITSERVE_CHECK(start_step <= timesteps_.size(), "step: a state of ", timesteps_.size(),
+                 " steps cannot resume at step ", start_step);
+  if (options.sampler != SamplerKind::rectified_flow)
+    sigmas_ = flow_sigmas(options.steps, options.shift);
+  if (options.sampler == SamplerKind::unipc) unipc_.emplace(sigmas_, 2, start_step);
   DITSERVE_CHECK(latents_.dim() == 5 && latents_.size(0) == 1 && latents_.dtype() == DType::f32,
                  "GenerationState: latents must be f32 [1, C, T, h, w], got ", latents_.describe());
   DITSERVE_CHECK(captions_.dim() == 3 && captions_.size(0) == 2,
@@ -96,6 +111,10 @@ GenerationState::GenerationState(Tensor latents, Tensor captions, Tensor caption
 }
 
 void GenerationState::step(Backend& be, DiffusionTransformer& dit) {
+  advance(be, dit.forward(next_inputs(be)));
+}
+
+DenoiseInputs GenerationState::next_inputs(Backend& be) const {
   DITSERVE_CHECK(!done(), "GenerationState::step: all ", timesteps_.size(), " steps are done");
   const float t = timesteps_[step_];
   DenoiseInputs in;
@@ -106,8 +125,11 @@ void GenerationState::step(Backend& be, DiffusionTransformer& dit) {
   in.fps = options_.fps;
   in.height = options_.height;
   in.width = options_.width;
-  const Tensor out = dit.forward(in);
+  return in;
+}
 
+void GenerationState::advance(Backend& be, const Tensor& out) {
+  DITSERVE_CHECK(!done(), "GenerationState::step: all ", timesteps_.size(), " steps are done");
   // Only the velocity channels are kept (STDiT3's pred_sigma channels are not used).
   const std::int64_t channels = latents_.size(1);
   DITSERVE_CHECK(out.dim() == 5 && out.size(0) == 2 && out.size(1) >= channels,
@@ -116,7 +138,17 @@ void GenerationState::step(Backend& be, DiffusionTransformer& dit) {
   const Tensor cond = out.narrow(0, 0, 1).narrow(1, 0, channels);
   const Tensor uncond = out.narrow(0, 1, 1).narrow(1, 0, channels);
   const Tensor velocity = apply_guidance(be, cond, uncond, options_.guidance);
-  latents_ = add_scaled(be, latents_, velocity, rflow_dt(timesteps_, step_));
+  switch (options_.sampler) {
+    case SamplerKind::rectified_flow:
+      latents_ = add_scaled(be, latents_, velocity, rflow_dt(timesteps_, step_));
+      break;
+    case SamplerKind::unipc:
+      latents_ = unipc_->step(be, velocity, latents_);
+      break;
+    case SamplerKind::euler:
+      latents_ = flow_euler_step(be, latents_, velocity, sigmas_[step_], sigmas_[step_ + 1]);
+      break;
+  }
   ++step_;
 }
 
@@ -124,6 +156,7 @@ void GenerationState::move_to(Backend& from, Backend& to) {
   latents_ = transfer(from, latents_, to);
   captions_ = transfer(from, captions_, to);
   caption_lengths_ = transfer(from, caption_lengths_, to);
+  if (unipc_) unipc_->move_to(from, to);
 }
 
 }  // namespace ditserve

@@ -5,13 +5,15 @@
 // shared/models/opensora-1.2.md §3.
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "kernels/backend.h"
+#include "models/interfaces.h"
+#include "pipeline/flow_matching.h"
 
 namespace ditserve {
 
-class DiffusionTransformer;
 
 // The shift ratio r = sqrt(H*W / 512^2) * sqrt(n), n = frames // 17 * 5 (1 for an image),
 // rounded to bf16 after each operation because Open-Sora computes it on bf16 tensors:
@@ -43,6 +45,10 @@ struct SamplerOptions {
   std::int64_t height = 0;  // pixels of the video, for the shift and the DiT's conditioning
   std::int64_t width = 0;
   std::int64_t frames = 0;
+  // The update after each guided DiT call; Open-Sora's rectified flow unless a model's
+  // defaults say otherwise (Wan: unipc, pipeline.h's default_request).
+  SamplerKind sampler = SamplerKind::rectified_flow;
+  double shift = 5.0;  // flow_sigmas' shift, for the unipc and euler samplers only
 };
 
 // One request's denoising state, advanced one step at a time. A plain movable value
@@ -50,11 +56,14 @@ struct SamplerOptions {
 // REQUIRES: latents, captions and caption_lengths live on the device of the Backend
 // passed to step(); captions is [2, L, C] (the prompt's embedding, then the null
 // caption), caption_lengths i32 [2] (both the prompt's length, as Open-Sora repeats the
-// prompt's mask over the CFG batch).
+// prompt's mask over the CFG batch; for Wan the prompt's and the negative prompt's).
 class GenerationState {
  public:
+  // `start_step` > 0 resumes a run: latents are those after its first start_step steps.
+  // (The unipc sampler resumes without its multistep history: see FlowUniPC.)
+  // Throws InvalidArgument naming "step" when start_step > options.steps.
   GenerationState(Tensor latents, Tensor captions, Tensor caption_lengths,
-                  const SamplerOptions& options);
+                  const SamplerOptions& options, std::size_t start_step = 0);
 
   bool done() const { return step_ >= timesteps_.size(); }
   std::size_t step_index() const { return step_; }
@@ -62,9 +71,14 @@ class GenerationState {
   const std::vector<float>& timesteps() const { return timesteps_; }
   const SamplerOptions& options() const { return options_; }
 
-  // z <- z + dt_i * guided velocity, one DiT call on the batch [z, z].
+  // z <- the sampler's update with the guided velocity, one DiT call on the batch [z, z].
   // REQUIRES: !done(); dit lives on be's device.
   void step(Backend& be, DiffusionTransformer& dit);
+  // step() in two halves, so that a group of devices can run the DiT call in between:
+  // the DiT's inputs for the next step (on be's device), then the update from the DiT's
+  // prediction for them (on be's device). step() is advance(be, dit.forward(next_inputs(be))).
+  DenoiseInputs next_inputs(Backend& be) const;
+  void advance(Backend& be, const Tensor& prediction);
 
   // Copies every tensor of the state from `from`'s device onto `to`'s.
   void move_to(Backend& from, Backend& to);
@@ -80,6 +94,8 @@ class GenerationState {
   SamplerOptions options_;
   std::vector<float> timesteps_;
   std::size_t step_ = 0;
+  std::vector<double> sigmas_;       // unipc and euler: flow_sigmas()
+  std::optional<FlowUniPC> unipc_;   // unipc: the solver's history
 };
 
 }  // namespace ditserve

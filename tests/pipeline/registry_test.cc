@@ -16,7 +16,8 @@ std::int64_t count(const std::vector<ParamSpec>& specs) {
 }
 
 TEST(Registry, KnowsBothModelsAndListsThemOnError) {
-  EXPECT_EQ(model_names(), (std::vector<std::string>{"opensora-v1.2", "tiny"}));
+  EXPECT_EQ(model_names(), (std::vector<std::string>{"opensora-v1.2", "tiny", "wan2.1-t2v-1.3b",
+                                                     "wan2.1-t2v-14b", "tiny-wan"}));
   EXPECT_EQ(find_model("tiny").name, "tiny");
   try {
     find_model("opensora");
@@ -80,6 +81,62 @@ TEST(Registry, DtypesFollowOpenSora) {
   EXPECT_EQ(gpu.text_encoder, DType::f32);
   EXPECT_EQ(gpu.transformer, DType::bf16);
   EXPECT_EQ(gpu.vae, DType::bf16);
+}
+
+TEST(Registry, WanModelsHaveWansSizesAndDefaults) {
+  for (const char* name : {"wan2.1-t2v-1.3b", "wan2.1-t2v-14b"}) {
+    const ModelSpec spec = find_model(name);
+    EXPECT_TRUE(spec.is_wan()) << name;
+    EXPECT_FALSE(spec.builtin_seed.has_value());
+    EXPECT_EQ(spec.size_multiple(), 16);  // VAE 8 x patch 2
+    EXPECT_EQ(spec.max_prompt_tokens(), 512);
+    EXPECT_EQ(spec.latent_frames(81), 21);
+    EXPECT_EQ(spec.latent_channels(), 16);
+    EXPECT_EQ(spec.text_encoder.vocab, 256384);  // UMT5-XXL
+    EXPECT_EQ(spec.wan_sampling.steps, 50);
+    EXPECT_EQ(spec.wan_sampling.frames, 81);
+    EXPECT_EQ(spec.wan_sampling.fps, 16.0f);
+    EXPECT_TRUE(spec.wan_sampling.negative_prompt.starts_with("色调艳丽"));
+    const ModelDTypes gpu = default_dtypes(spec, Device::cuda(0));
+    EXPECT_EQ(gpu.text_encoder, DType::bf16);
+    EXPECT_EQ(gpu.transformer, DType::bf16);
+    EXPECT_EQ(gpu.vae, DType::f32);
+    EXPECT_EQ(default_dtypes(spec, Device::cpu()).transformer, DType::f32);
+    // Both namings list the same tensors in the same order.
+    const auto original = model_components(spec, WeightLayout::original);
+    const auto diffusers = model_components(spec, WeightLayout::diffusers);
+    ASSERT_EQ(original.size(), 3u);
+    for (std::size_t c = 0; c < 3; ++c) {
+      EXPECT_EQ(original[c].dir, diffusers[c].dir);
+      EXPECT_EQ(count(original[c].params), count(diffusers[c].params)) << original[c].dir;
+    }
+  }
+  EXPECT_EQ(find_model("wan2.1-t2v-1.3b").wan_sampling.guidance, 6.0f);
+  EXPECT_EQ(find_model("wan2.1-t2v-1.3b").wan_sampling.shift, 8.0);
+  EXPECT_EQ(find_model("wan2.1-t2v-14b").wan_sampling.guidance, 5.0f);
+  EXPECT_EQ(find_model("wan2.1-t2v-14b").wan_sampling.shift, 5.0);
+  EXPECT_EQ(find_model("wan2.1-t2v-14b").wan_sampling.width, 1280);
+  try {
+    model_components(find_model("tiny"), WeightLayout::diffusers);
+    FAIL() << "Open-Sora in diffusers' naming";
+  } catch (const InvalidArgument& e) {
+    EXPECT_TRUE(std::string(e.what()).starts_with("layout:")) << e.what();
+  }
+  EXPECT_EQ(parse_weight_layout("diffusers"), WeightLayout::diffusers);
+  EXPECT_THROW(parse_weight_layout("hf"), InvalidArgument);
+}
+
+TEST(Registry, TinyWanComponentsFitTogether) {
+  const ModelSpec spec = find_model("tiny-wan");
+  ASSERT_TRUE(spec.builtin_seed.has_value());
+  const auto be = make_backend(Device::cpu());
+  const LoadedModel model = load_model(spec, *be, std::nullopt);
+  EXPECT_EQ(model.text_encoder->hidden_size(), spec.wan_transformer.text_dim);
+  EXPECT_EQ(model.text_encoder->max_tokens(), spec.max_prompt_tokens());
+  EXPECT_EQ(model.transformer->latent_channels(), model.vae->latent_channels());
+  EXPECT_EQ(model.vae->spatial_factor(), 8);
+  EXPECT_EQ(model.vae->latent_frames(9), 3);
+  EXPECT_FALSE(model.null_caption.defined());  // Wan encodes a negative prompt instead
 }
 
 }  // namespace

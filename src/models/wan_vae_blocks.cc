@@ -1,0 +1,213 @@
+#include "models/wan_vae_blocks.h"
+
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/conv.h"
+#include "kernels/copy.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/norm.h"
+#include "kernels/resample.h"
+#include "tensor/error.h"
+
+namespace ditserve {
+namespace {
+
+constexpr std::array<int, 3> k3 = {3, 3, 3};
+constexpr std::array<int, 3> k1 = {1, 1, 1};
+
+// F.normalize divides by max(||x||, 1e-12); as a bound on mean(x^2) that is 1e-24 / C,
+// which only matters for an all-zero position (0 either way).
+constexpr float kRmsEps = 1e-24f;
+
+Tensor last_frames(Backend& be, const Tensor& x, std::int64_t n) {
+  const std::int64_t t = x.size(1);
+  return contiguous(be, x.narrow(1, t - std::min(n, t), std::min(n, t)));
+}
+
+// The residual block's sub-module names: Wan's nn.Sequential indices or diffusers' fields.
+struct ResNames {
+  std::string norm1, conv1, norm2, conv2, shortcut;
+};
+ResNames res_names(WanVaeLayout layout) {
+  if (layout == WanVaeLayout::original)
+    return {"residual.0.", "residual.2.", "residual.3.", "residual.6.", "shortcut."};
+  return {"norm1.", "conv1.", "norm2.", "conv2.", "conv_shortcut."};
+}
+
+Shape gamma_shape(std::int64_t c, bool images) {
+  return images ? Shape{c, 1, 1} : Shape{c, 1, 1, 1};
+}
+
+}  // namespace
+
+const char* wan_vae_layout_name(WanVaeLayout layout) {
+  return layout == WanVaeLayout::original ? "original" : "diffusers";
+}
+
+TemporalCache::Slot& TemporalCache::next() {
+  if (cursor_ == slots_.size()) slots_.emplace_back();
+  return slots_[cursor_++];
+}
+
+// ---- WanCausalConv3d -------------------------------------------------------------------
+
+WanCausalConv3d::WanCausalConv3d(const WeightLoader& w, std::int64_t in, std::int64_t out,
+                                 std::array<int, 3> kernel)
+    : kernel_(kernel),
+      weight_(w.load_conv("weight", {out, in, kernel[0], kernel[1], kernel[2]})),
+      bias_(w.load("bias", {out})) {
+  DITSERVE_CHECK(kernel[0] - 1 <= kCacheFrames && kernel[1] % 2 == 1 && kernel[2] % 2 == 1,
+                 "WanCausalConv3d: kernel ", kernel[0], "x", kernel[1], "x", kernel[2],
+                 " needs an odd spatial size and at most ", kCacheFrames + 1, " taps in time");
+}
+
+void WanCausalConv3d::append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
+                                    std::int64_t in, std::int64_t out, std::array<int, 3> kernel) {
+  specs.push_back({prefix + "weight", {out, in, kernel[0], kernel[1], kernel[2]}});
+  specs.push_back({prefix + "bias", {out}, ParamInit::zeros});
+}
+
+Tensor WanCausalConv3d::forward(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const {
+  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == weight_.size(4), "WanCausalConv3d: x is ",
+                 x.describe(), "; expected [N, T, H, W, ", weight_.size(4), "]");
+  const std::int64_t past = kernel_[0] - 1;
+  Tensor input = x;
+  if (slot != nullptr && past > 0) {
+    if (slot->frames.defined()) input = concat(be, {slot->frames, x}, 1);
+    slot->frames = last_frames(be, input, kCacheFrames);
+    slot->seen = true;
+  }
+  const std::int64_t front = past - (input.size(1) - x.size(1));
+  if (front > 0) input = pad(be, input, {{0, 0}, {front, 0}, {0, 0}, {0, 0}, {0, 0}});
+  return conv3d(be, contiguous(be, input), weight_, bias_, {1, 1, 1},
+                {0, kernel_[1] / 2, kernel_[2] / 2});
+}
+
+// ---- WanRmsNorm ------------------------------------------------------------------------
+
+WanRmsNorm::WanRmsNorm(const WeightLoader& w, std::int64_t channels, bool images)
+    : gamma_(w.load("gamma", gamma_shape(channels, images)).view({channels})) {}
+
+void WanRmsNorm::append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
+                               std::int64_t channels, bool images) {
+  specs.push_back({prefix + "gamma", gamma_shape(channels, images), ParamInit::ones});
+}
+
+Tensor WanRmsNorm::forward(Backend& be, const Tensor& x) const {
+  return rms_norm(be, x, gamma_, kRmsEps);
+}
+
+// ---- WanResidualBlock ------------------------------------------------------------------
+
+WanResidualBlock::WanResidualBlock(const WeightLoader& w, WanVaeLayout layout, std::int64_t in,
+                                   std::int64_t out)
+    : norm1_(w.sub(res_names(layout).norm1), in, false),
+      norm2_(w.sub(res_names(layout).norm2), out, false),
+      conv1_(w.sub(res_names(layout).conv1), in, out, k3),
+      conv2_(w.sub(res_names(layout).conv2), out, out, k3) {
+  if (in != out) shortcut_.emplace_back(w.sub(res_names(layout).shortcut), in, out, k1);
+}
+
+void WanResidualBlock::append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
+                                     WanVaeLayout layout, std::int64_t in, std::int64_t out) {
+  const ResNames n = res_names(layout);
+  // nn.Module registration order: residual (norm1, conv1, norm2, conv2), then shortcut.
+  WanRmsNorm::append_params(specs, prefix + n.norm1, in, false);
+  WanCausalConv3d::append_params(specs, prefix + n.conv1, in, out, k3);
+  WanRmsNorm::append_params(specs, prefix + n.norm2, out, false);
+  WanCausalConv3d::append_params(specs, prefix + n.conv2, out, out, k3);
+  if (in != out) WanCausalConv3d::append_params(specs, prefix + n.shortcut, in, out, k1);
+}
+
+Tensor WanResidualBlock::forward(Backend& be, const Tensor& x, TemporalCache* cache) const {
+  const Tensor residual = shortcut_.empty() ? x : shortcut_.front().forward(be, x, nullptr);
+  Tensor h = silu(be, norm1_.forward(be, x));
+  h = conv1_.forward(be, h, cache != nullptr ? &cache->next() : nullptr);
+  h = silu(be, norm2_.forward(be, h));
+  h = conv2_.forward(be, h, cache != nullptr ? &cache->next() : nullptr);
+  return add(be, h, residual);
+}
+
+// ---- WanAttentionBlock -----------------------------------------------------------------
+
+WanAttentionBlock::WanAttentionBlock(const WeightLoader& w, std::int64_t c)
+    : norm_(w.sub("norm."), c, true),
+      qkv_weight_(w.load("to_qkv.weight", {3 * c, c, 1, 1}).view({3 * c, c})),
+      qkv_bias_(w.load("to_qkv.bias", {3 * c})),
+      proj_weight_(w.load("proj.weight", {c, c, 1, 1}).view({c, c})),
+      proj_bias_(w.load("proj.bias", {c})) {}
+
+void WanAttentionBlock::append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
+                                      std::int64_t c) {
+  WanRmsNorm::append_params(specs, prefix + "norm.", c, true);
+  specs.push_back({prefix + "to_qkv.weight", {3 * c, c, 1, 1}});
+  specs.push_back({prefix + "to_qkv.bias", {3 * c}, ParamInit::zeros});
+  specs.push_back({prefix + "proj.weight", {c, c, 1, 1}});
+  specs.push_back({prefix + "proj.bias", {c}, ParamInit::zeros});
+}
+
+Tensor WanAttentionBlock::forward(Backend& be, const Tensor& x) const {
+  const std::int64_t n = x.size(0), t = x.size(1), h = x.size(2), w = x.size(3), c = x.size(4);
+  const Tensor frames = contiguous(be, x).view({n * t, h * w, c});
+  const Tensor qkv = linear(be, norm_.forward(be, frames), qkv_weight_, qkv_bias_);
+  // Channels [0, C) are q, [C, 2C) k, [2C, 3C) v (to_qkv(x).chunk(3) in Wan); one head.
+  const auto part = [&](std::int64_t i) { return qkv.narrow(2, i * c, c).unsqueeze(2); };
+  const Tensor attended = attention(be, part(0), part(1), part(2)).view({n * t, h * w, c});
+  const Tensor out = linear(be, attended, proj_weight_, proj_bias_);
+  return add(be, out.view({n, t, h, w, c}), x);
+}
+
+// ---- WanUpsample -----------------------------------------------------------------------
+
+WanUpsample::WanUpsample(const WeightLoader& w, std::int64_t channels, bool temporal)
+    : channels_(channels),
+      conv_weight_(w.load_conv("resample.1.weight", {channels / 2, channels, 3, 3})),
+      conv_bias_(w.load("resample.1.bias", {channels / 2})) {
+  DITSERVE_CHECK(channels % 2 == 0, "WanUpsample: channels must be even, got ", channels);
+  if (temporal)
+    time_conv_.emplace_back(w.sub("time_conv."), channels, 2 * channels,
+                            std::array<int, 3>{3, 1, 1});
+}
+
+void WanUpsample::append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
+                                std::int64_t c, bool temporal) {
+  specs.push_back({prefix + "resample.1.weight", {c / 2, c, 3, 3}});
+  specs.push_back({prefix + "resample.1.bias", {c / 2}, ParamInit::zeros});
+  if (temporal) {
+    WanCausalConv3d::append_params(specs, prefix + "time_conv.", c, 2 * c, {3, 1, 1});
+  }
+}
+
+// The time_conv's 2C output channels of frame t are frames 2t (channels [0, C)) and
+// 2t + 1 (channels [C, 2C)): Wan's reshape(b, 2, c, t, h, w) then stack on dim 3.
+Tensor WanUpsample::time_double(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const {
+  const std::int64_t n = x.size(0), t = x.size(1), h = x.size(2), w = x.size(3);
+  const Tensor y = time_conv_.front().forward(be, x, slot).view({n, t, h, w, 2, channels_});
+  return contiguous(be, y.permute({0, 1, 4, 2, 3, 5})).view({n, 2 * t, h, w, channels_});
+}
+
+Tensor WanUpsample::forward(Backend& be, const Tensor& x, TemporalCache* cache) const {
+  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == channels_, "WanUpsample: x is ", x.describe(),
+                 "; expected [N, T, H, W, ", channels_, "]");
+  Tensor y = x;
+  if (!time_conv_.empty()) {
+    if (cache != nullptr) {
+      TemporalCache::Slot& slot = cache->next();
+      if (slot.seen) {
+        y = time_double(be, x, &slot);
+      } else {
+        slot.seen = true;  // Wan's 'Rep': the first chunk passes; later ones start from zeros
+      }
+    } else if (x.size(1) > 1) {
+      y = concat(be, {x.narrow(1, 0, 1), time_double(be, x.narrow(1, 1, x.size(1) - 1), nullptr)},
+                 1);
+    }
+  }
+  const std::int64_t n = y.size(0), t = y.size(1), h = y.size(2), w = y.size(3);
+  const Tensor up = upsample_nearest(be, contiguous(be, y).view({n * t, h, w, channels_}), {2, 2});
+  const Tensor out = conv2d(be, up, conv_weight_, conv_bias_, {1, 1}, {1, 1});
+  return out.view({n, t, 2 * h, 2 * w, channels_ / 2});
+}
+
+}  // namespace ditserve
