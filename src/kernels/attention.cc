@@ -112,6 +112,11 @@ Tensor attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
         attention_by_products(be, out, qv, kv, vv, scale, bias);
         return out;
       }
+      // Short sequences (temporal attention over a few frames): one warp per (batch,
+      // head) beats a flash kernel whose tiles would run mostly empty.
+      if (!lengths.defined() && !bias.defined() && cuda::short_kernels_enabled() &&
+          cuda::attention_short(cuda_be, out, qv, kv, vv, scale))
+        return out;
       const bool fused = q.dtype() != DType::f32 &&
                          cuda::attention_cudnn(cuda_be, out, qv, kv, vv, scale, lengths, bias);
       if (!fused) cuda::attention_direct(cuda_be, out, qv, kv, vv, scale, lengths, bias);

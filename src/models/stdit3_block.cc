@@ -7,7 +7,9 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
+#include "kernels/qk_norm.h"
 #include "kernels/rope.h"
+#include "kernels/timing.h"
 #include "models/stdit3.h"
 #include "tensor/error.h"
 
@@ -15,6 +17,12 @@ namespace ditserve {
 namespace {
 
 constexpr float kNormEps = 1e-6f;  // norm1, norm2 and the q/k RMSNorm
+
+// Stage boundaries for a benchmark's Timeline (kernels/timing.h); free when none is active.
+void mark(const Backend& be, bool temporal, const char* spatial_label, const char* temporal_label) {
+  timeline_mark(be, temporal ? temporal_label : spatial_label);
+}
+#define DITSERVE_MARK(be, stage) mark(be, temporal_, "spatial." stage, "temporal." stage)
 
 // Row k of the per-sample modulation [B, 6, C] as [B, 1, 1, C], broadcastable to tokens.
 Tensor modulation(const Tensor& mod, std::int64_t k) {
@@ -80,19 +88,26 @@ Tensor STDiT3Block::self_attention(Backend& be, const Tensor& x, const Tensor& r
   const std::int64_t n = x.size(0), len = x.size(1), c = x.size(2);
   // Open-Sora views qkv as (B, N, 3, heads, head_dim).
   const Tensor qkv = linear(be, x, qkv_w_, qkv_b_).view({n, len, 3, heads_, head_dim_});
+  DITSERVE_MARK(be, "qkv");
   Tensor q = qkv.select(2, 0);
   Tensor k = qkv.select(2, 1);
   const Tensor v = qkv.select(2, 2);
   if (qk_norm_) {
-    q = rms_norm(be, q, q_norm_, kNormEps);
-    k = rms_norm(be, k, k_norm_, kNormEps);
-  }
-  if (rope_angles.defined()) {  // after the q/k norm, as Open-Sora (qk_norm_legacy=False)
+    // RoPE after the q/k norm, as Open-Sora (qk_norm_legacy=False); possibly in place
+    // on qkv, which only this call holds.
+    NormedQK qk = qk_norm_rope(be, qkv, q_norm_, k_norm_, kNormEps, rope_angles);
+    q = std::move(qk.q);
+    k = std::move(qk.k);
+  } else if (rope_angles.defined()) {
     q = apply_rope(be, q, rope_angles);
     k = apply_rope(be, k, rope_angles);
   }
+  DITSERVE_MARK(be, "qk_norm_rope");
   const Tensor o = attention(be, q, k, v);
-  return linear(be, o.view({n, len, c}), proj_w_, proj_b_);
+  DITSERVE_MARK(be, "self_attention");
+  Tensor out = linear(be, o.view({n, len, c}), proj_w_, proj_b_);
+  DITSERVE_MARK(be, "proj");
+  return out;
 }
 
 Tensor STDiT3Block::cross_attention(Backend& be, const Tensor& x, const STDiT3Step& step) const {
@@ -103,10 +118,14 @@ Tensor STDiT3Block::cross_attention(Backend& be, const Tensor& x, const STDiT3St
   const Tensor q = linear(be, x.view({b, n, c}), q_w_, q_b_).view({b, n, heads_, head_dim_});
   const Tensor kv =
       linear(be, step.captions, kv_w_, kv_b_).view({b, len, 2, heads_, head_dim_});
+  DITSERVE_MARK(be, "cross_q_kv");
   AttentionParams params;
   params.key_lengths = step.caption_lengths;
   const Tensor o = attention(be, q, kv.select(2, 0), kv.select(2, 1), params);
-  return linear(be, o.view({b, n, c}), cross_proj_w_, cross_proj_b_).view(x.shape());
+  DITSERVE_MARK(be, "cross_attention");
+  Tensor out = linear(be, o.view({b, n, c}), cross_proj_w_, cross_proj_b_).view(x.shape());
+  DITSERVE_MARK(be, "cross_proj");
+  return out;
 }
 
 Tensor STDiT3Block::forward(Backend& be, const Tensor& tokens, const STDiT3Step& step) const {
@@ -114,22 +133,34 @@ Tensor STDiT3Block::forward(Backend& be, const Tensor& tokens, const STDiT3Step&
   const std::int64_t c = tokens.size(3);
   // shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
   const Tensor mod = add(be, scale_shift_table_.unsqueeze(0), step.t_mlp.view({b, 6, c}));
+  DITSERVE_MARK(be, "modulation");
 
   const Tensor h = modulate_layer_norm(be, tokens, modulation(mod, 0), modulation(mod, 1), kNormEps);
+  DITSERVE_MARK(be, "norm1");
   Tensor attn;
   if (temporal_) {
     const Tensor seq = contiguous(be, h.permute({0, 2, 1, 3})).view({b * p, f, c});
+    DITSERVE_MARK(be, "permute");
     attn = self_attention(be, seq, step.rope_angles).view({b, p, f, c}).permute({0, 2, 1, 3});
   } else {
     attn = self_attention(be, h.view({b * f, p, c}), Tensor()).view({b, f, p, c});
   }
   Tensor x = gated_residual(be, tokens, modulation(mod, 2), attn);
+  DITSERVE_MARK(be, "gate_residual");
   x = add(be, x, cross_attention(be, x, step));  // no norm, no gate
+  DITSERVE_MARK(be, "residual");
 
   Tensor m = modulate_layer_norm(be, x, modulation(mod, 3), modulation(mod, 4), kNormEps);
+  DITSERVE_MARK(be, "norm2");
   m = linear(be, m, fc1_w_, fc1_b_, Activation::gelu_tanh);
+  DITSERVE_MARK(be, "fc1_gelu");
   m = linear(be, m, fc2_w_, fc2_b_);
-  return gated_residual(be, x, modulation(mod, 5), m);
+  DITSERVE_MARK(be, "fc2");
+  Tensor out = gated_residual(be, x, modulation(mod, 5), m);
+  DITSERVE_MARK(be, "gate_residual");
+  return out;
 }
+
+#undef DITSERVE_MARK
 
 }  // namespace ditserve

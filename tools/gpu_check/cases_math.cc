@@ -130,6 +130,25 @@ void add_attention(std::vector<Case>& cases) {
                        return attention(be, in[0], in[1], in[2], p);
                      }});
   }
+  // Short sequences (STDiT3's temporal attention): the warp-per-(batch, head) kernel in
+  // 16-bit; the longest it takes (32), head dims 64 and 72 (128 goes to cuDNN), Sq != Sk.
+  for (const AttnShape s : {AttnShape{96, 15, 15, 4, 72}, AttnShape{8, 32, 32, 2, 64}, AttnShape{4, 20, 20, 2, 128},
+                            AttnShape{6, 7, 19, 3, 64}, AttnShape{5, 1, 1, 2, 72}}) {
+    cases.push_back({"attention", attn_desc(s, " (short)"),
+                     {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d})},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return attention(be, in[0], in[1], in[2]);
+                     }});
+  }
+  {
+    const AttnShape s{64, 30, 30, 4, 72};
+    cases.push_back({"attention", attn_desc(s, " (short) q/k/v views of qkv[B,S,3,H,D]"),
+                     {floating({s.b, s.sq, 3, s.h, s.d}, 0.7f)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return attention(be, in[0].select(2, 0), in[0].select(2, 1),
+                                        in[0].select(2, 2));
+                     }});
+  }
   {
     // q, k, v as strided views of one fused projection [B, S, 3, H, D].
     const AttnShape s{2, 120, 120, 4, 72};

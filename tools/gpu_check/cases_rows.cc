@@ -3,6 +3,8 @@
 #include "harness.h"
 #include "kernels/activation.h"
 #include "kernels/norm.h"
+#include "kernels/copy.h"
+#include "kernels/qk_norm.h"
 #include "kernels/rope.h"
 
 namespace ditserve::gpu_check {
@@ -134,6 +136,27 @@ void add_rope(std::vector<Case>& cases) {
                    [](Backend& be, const std::vector<Tensor>& in) {
                      return apply_rope(be, in[0].select(2, 0), in[1]);
                    }});
+  // The fused q/k RMSNorm (+ RoPE) on a copy of qkv [N, L, 3, H, D] (it may write in
+  // place); q and k concatenated along dim 0.
+  const auto qk_norm = [](bool rope) {
+    return [rope](Backend& be, const std::vector<Tensor>& in) {
+      Tensor qkv = be.empty(in[0].shape(), in[0].dtype());
+      copy_into(be, qkv, in[0]);
+      const NormedQK qk = qk_norm_rope(be, qkv, in[1], in[2], 1e-6f, rope ? in[3] : Tensor());
+      return concat(be, {contiguous(be, qk.q), contiguous(be, qk.k)}, 0);
+    };
+  };
+  cases.push_back({"qk_norm_rope", "qkv[40,15,3,4,72] + 1D RoPE (temporal block)",
+                   {floating({40, 15, 3, 4, 72}, 2.0f), floating({72}), floating({72}),
+                    given_f32(rope_angles_1d(15, 72, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv[2,100,3,4,72] no RoPE (spatial block)",
+                   {floating({2, 100, 3, 4, 72}, 2.0f), floating({72}), floating({72})},
+                   qk_norm(false)});
+  cases.push_back({"qk_norm_rope", "qkv[3,10,3,2,6] + RoPE (no 16-byte packs: composed)",
+                   {floating({3, 10, 3, 2, 6}, 2.0f), floating({6}), floating({6}),
+                    given_f32(rope_angles_1d(10, 6, 10000.0))},
+                   qk_norm(true)});
 }
 
 }  // namespace

@@ -71,4 +71,25 @@ void attention_direct(CudaBackend& be, const Tensor& out, const Tensor& q, const
                       const Tensor& v, float scale, const Tensor& key_lengths,
                       const Tensor& bias);
 
+// Whether the kernels below that have not yet passed tools/gpu_check on a GPU
+// (attention_short, qk_norm_rope) are used by the public ops: only when the environment
+// sets DITSERVE_SHORT_KERNELS=1 (read once). Until then the ops take their verified paths.
+bool short_kernels_enabled();
+
+// Longest query and key sequences attention_short takes (a lane per query).
+inline constexpr std::int64_t kMaxShortSequence = 32;
+
+// Attention over short sequences (Sq, Sk <= kMaxShortSequence; bf16/f16; head dim 64 or
+// 72; 16-byte aligned rows), no key lengths or bias: one warp per (batch, head).
+// Same contract as attention_direct otherwise. Returns false (queuing nothing) for any
+// other configuration.
+bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
+                     const Tensor& v, float scale);
+
+// In place on qkv [N, L, 3, H, D]: q and k (dim 2 index 0, 1) become RoPE(RMSNorm(x) *
+// weight) (no rotation when angles is undefined), rounded as rms_norm and rope round.
+// Returns false (queuing nothing) when the layout does not allow 16-byte access.
+bool qk_norm_rope(CudaBackend& be, const Tensor& qkv, const Tensor& q_weight,
+                  const Tensor& k_weight, float eps, const Tensor& angles);
+
 }  // namespace ditserve::cuda

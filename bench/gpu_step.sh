@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine (issue 5): one denoising step of STDiT3-XL/2 at every row of
+# the issue's table, a VAE decode of 720p x 51 frames and a T5-XXL encode of 300 tokens,
+# each timed in ditserve (`ditserve bench step`) and in eager PyTorch
+# (bench/reference/step_reference.py) in the same run, on the same GPU; the DiT on the
+# same weights and inputs, with the relative error of the outputs.
+# The DiT runs twice: with the verified kernels (default) and with DITSERVE_SHORT_KERNELS=1
+# (the temporal-attention and fused q/k-norm kernels, opt-in until gpu_check has passed
+# them on a GPU; the check part runs gpu_check with them on).
+#   GPU_STEP_PARTS="check dit vae t5" (default: all) selects parts; GPU_STEP_ROWS the rows.
+# Writes $OUT/step.json (ours + eager + speed-ups), $OUT/step.log and the raw JSONs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+parts=${GPU_STEP_PARTS:-"check dit vae t5"}
+rows=${GPU_STEP_ROWS:-all}
+targets="ditserve"
+[[ " $parts " == *" check "* ]] && targets="ditserve gpu_check"
+start=$SECONDS
+# The server layer's cpp-httplib.pc requires brotli's .pc files, which neither the image
+# nor .deps has; nothing built here links the server, so empty stand-ins let cmake configure.
+pc=/tmp/ditserve-deps/usr/lib/x86_64-linux-gnu/pkgconfig
+mkdir -p "$pc"
+for m in libbrotlicommon libbrotlidec libbrotlienc; do
+  pkg-config --exists $m 2>/dev/null || [[ -f "$pc/$m.pc" ]] ||
+    printf 'Name: %s\nDescription: stand-in\nVersion: 1.0.9\n' $m > "$pc/$m.pc"
+done
+source bench/gpu_build.sh $targets || exit 1
+set +e
+log="$OUT/step.log"
+echo "build: $((SECONDS - start)) s" | tee "$log"
+commit=$(cat .scratch/commit 2>/dev/null || echo unknown)
+gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
+echo "gpu: $gpu" | tee -a "$log"
+bin=build-gpu/src/cli/ditserve
+ref=bench/reference/step_reference.py
+export PYTHONUNBUFFERED=1
+
+if [[ " $parts " == *" check "* ]]; then
+  DITSERVE_SHORT_KERNELS=1 build-gpu/tools/gpu_check --json "$OUT/gpu_check.json" \
+    > /tmp/gpu_check.txt 2>&1
+  tail -1 /tmp/gpu_check.txt | tee -a "$log"
+  grep -iE "fail|short|qk_norm" /tmp/gpu_check.txt | head -30 | tee -a "$log"
+fi
+
+# The bf16 matmul peak of this GPU, measured now (8192^3, random data, median of 20).
+peak=$(python3 - <<'EOF'
+import torch
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+for _ in range(5): a @ b
+ts = []
+for _ in range(20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); a @ b; e.record(); torch.cuda.synchronize(); ts.append(s.elapsed_time(e))
+print(f"{2 * 8192**3 / (sorted(ts)[10] * 1e-3) / 1e12:.1f}")
+EOF
+)
+echo "matmul peak (torch bf16 8192^3): $peak TFLOP/s" | tee -a "$log"
+
+ours=() eager=()
+if [[ " $parts " == *" dit "* ]]; then
+  t=$SECONDS
+  $bin bench step --component dit --rows "$rows" --warmup 1 --steps 3 --breakdown \
+    --peak-tflops "$peak" --export-weights /tmp/stdit3-w --dump-dir /tmp/stdit3-rows \
+    --json "$OUT/dit.json" 2>&1 | tee -a "$log"
+  echo "ditserve dit: $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  DITSERVE_SHORT_KERNELS=1 $bin bench step --component dit --rows "$rows" --warmup 1 --steps 3 \
+    --breakdown --peak-tflops "$peak" --dump-dir /tmp/stdit3-rows-short \
+    --json "$OUT/dit_short.json" 2>&1 | tee -a "$log"
+  echo "ditserve dit (short kernels): $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  python3 $ref dit --weights /tmp/stdit3-w --dump-dir /tmp/stdit3-rows --warmup 1 --steps 3 \
+    --also short_kernels=/tmp/stdit3-rows-short --json /tmp/dit_eager.json 2>&1 | tee -a "$log"
+  echo "eager dit: $((SECONDS - t)) s" | tee -a "$log"
+  ours+=("$OUT/dit.json" "$OUT/dit_short.json=short_kernels"); eager+=(/tmp/dit_eager.json)
+fi
+if [[ " $parts " == *" vae "* ]]; then
+  t=$SECONDS
+  $bin bench step --component vae --warmup 1 --steps 2 --param-specs /tmp/vae_specs.json \
+    --json /tmp/vae.json 2>&1 | tee -a "$log"
+  python3 $ref vae --param-specs /tmp/vae_specs.json --warmup 1 --steps 2 \
+    --json /tmp/vae_eager.json 2>&1 | tee -a "$log"
+  echo "vae: $((SECONDS - t)) s" | tee -a "$log"
+  ours+=(/tmp/vae.json); eager+=(/tmp/vae_eager.json)
+fi
+if [[ " $parts " == *" t5 "* ]]; then
+  t=$SECONDS
+  $bin bench step --component t5 --warmup 1 --steps 3 --peak-tflops "$peak" \
+    --json /tmp/t5.json 2>&1 | tee -a "$log"
+  python3 $ref t5 --warmup 1 --steps 3 --json /tmp/t5_eager.json 2>&1 | tee -a "$log"
+  echo "t5: $((SECONDS - t)) s" | tee -a "$log"
+  ours+=(/tmp/t5.json); eager+=(/tmp/t5_eager.json)
+fi
+python3 bench/step_compare.py --ours "${ours[@]}" --eager "${eager[@]}" --gpu "$gpu" \
+  --commit "$commit" --command "GPU_STEP_PARTS='$parts' bench/gpu_step.sh" \
+  --out "$OUT/step.json" 2>&1 | tee -a "$log"
+cp /tmp/dit_eager.json /tmp/vae_eager.json /tmp/t5_eager.json "$OUT/" 2>/dev/null
+echo "total: $((SECONDS - start)) s" | tee -a "$log"

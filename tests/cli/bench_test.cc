@@ -1,0 +1,70 @@
+// `ditserve bench step` on the CPU at a tiny size: the JSON it writes (timings, FLOPs,
+// peak fraction, per-stage breakdown, the row dump) and its errors.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_test_util.h"
+#include "io/safetensors.h"
+
+namespace ditserve {
+namespace {
+
+using testing::file_bytes;
+using testing::run_ditserve;
+using testing::TempDir;
+
+TEST(BenchStepCli, WritesTimingsFlopsAndTheRowDump) {
+  TempDir dir("bench_step");
+  const auto json = dir / "step.json";
+  const auto r = run_ditserve({"bench", "step", "--model", "tiny", "--device", "cpu", "--latent",
+                               "2,4,6", "--warmup", "0", "--steps", "2", "--peak-tflops", "1",
+                               "--breakdown", "--dump-dir", (dir / "rows").string(), "--json",
+                               json.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(file_bytes(json));
+  EXPECT_EQ(j["component"], "dit");
+  EXPECT_EQ(j["model"], "tiny");
+  EXPECT_EQ(j["device"], "cpu:0");
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_NE(j["command"].get<std::string>().find("bench step"), std::string::npos);
+  ASSERT_EQ(j["rows"].size(), 1u);
+  const auto& row = j["rows"][0];
+  EXPECT_EQ(row["name"], "2x4x6");
+  EXPECT_EQ(row["tokens"], 2 * 2 * 3);  // (T, H/2, W/2) patches
+  ASSERT_EQ(row["ms_all"].size(), 2u);
+  EXPECT_GT(row["ms"].get<double>(), 0.0);
+  // tiny: C 64, F 256, depth 2, L 32 caption tokens of 64 channels, batch 2, N 12, S 6, T 2.
+  const double n = 12, s = 6, t = 2, c = 64, f = 256, l = 32, cc = 64;
+  const double linears = 2 * n * (6 * c * c + 2 * c * f) + 4 * l * c * c;
+  const double blocks = 2 * linears + 4 * n * s * c + 4 * n * t * c + 8 * n * l * c;
+  const double want = 2 * (2 * blocks + 2 * l * (cc * c + c * c) + 2 * n * c * (4 + 8) * 4);
+  EXPECT_DOUBLE_EQ(row["flop"].get<double>(), want);
+  const double tflops = row["tflops"].get<double>();
+  EXPECT_NEAR(tflops, want / (row["ms"].get<double>() * 1e-3) / 1e12, tflops * 1e-9);
+  EXPECT_NEAR(row["peak_fraction"].get<double>(), tflops, tflops * 1e-9);  // peak 1 TFLOP/s
+  EXPECT_TRUE(row["breakdown_ms"].contains("temporal.self_attention"));
+  EXPECT_TRUE(row["breakdown_ms"].contains("spatial.fc1_gelu"));
+  const SafetensorsFile dump(dir / "rows" / "2x4x6.safetensors");
+  EXPECT_EQ(dump.info("output").shape, (Shape{2, 8, 2, 4, 6}));
+  EXPECT_EQ(dump.info("captions").shape, (Shape{2, 32, 64}));
+}
+
+TEST(BenchStepCli, RejectsUnknownRowsAndFlags) {
+  auto r = run_ditserve({"bench", "step", "--model", "tiny", "--device", "cpu", "--rows", "999p"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("rows: unknown row '999p'"), std::string::npos) << r.out;
+  r = run_ditserve({"bench", "step", "--model", "tiny", "--device", "cpu", "--latent", "2,x,4"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("latent"), std::string::npos) << r.out;
+  r = run_ditserve({"bench", "step", "--component", "unet", "--device", "cpu"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("component"), std::string::npos) << r.out;
+  r = run_ditserve({"bench", "step", "--no-such-flag"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--no-such-flag"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace ditserve
