@@ -14,6 +14,8 @@ packages=(
   libavformat-dev          # the MP4 container
   libavutil-dev            # FFmpeg frames and options, used with the two above
   libswscale-dev           # RGB -> YUV 4:2:0 conversion before H.264 encoding
+  libcpp-httplib-dev       # HTTP/1.1 server of `ditserve serve` (a compiled library on Debian)
+  libsqlite3-dev           # the server's job store: jobs survive restarts
 )
 
 missing=()

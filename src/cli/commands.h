@@ -7,10 +7,14 @@
 
 namespace ditserve::cli {
 
+// `bench` records its own command line in its JSON.
+void add_bench_command(CLI::App& app, int argc, char** argv);
 void add_devices_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_make_weights_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
 void add_selfcheck_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 void add_simulate_command(CLI::App& app);
 
 }  // namespace ditserve::cli

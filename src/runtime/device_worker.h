@@ -1,0 +1,36 @@
+#pragma once
+// One thread that runs a device's tasks in order: a CPU device's compute thread, or the
+// host thread that drives a GPU's stream. A task that needs several devices (a step on a
+// group) runs on its first device's worker and locks the others (runtime/engine.cc).
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace ditserve::runtime {
+
+class DeviceWorker {
+ public:
+  DeviceWorker();
+  ~DeviceWorker();  // join()
+  DeviceWorker(const DeviceWorker&) = delete;
+  DeviceWorker& operator=(const DeviceWorker&) = delete;
+
+  // Queues `task`; tasks run one at a time, in the order posted. A task must not throw.
+  void post(std::function<void()> task);
+  // Runs what is queued, then ends the thread. Idempotent; later posts are dropped.
+  void join();
+
+ private:
+  void run();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool closing_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ditserve::runtime

@@ -1,0 +1,109 @@
+#pragma once
+// The server's state and operations, independent of HTTP: accepts jobs (admission,
+// validation, persistence, submission to the engine), follows them through the engine's
+// progress events, answers queries, cancels, and after a restart re-submits what was not
+// finished. Routes (routes.h) only translate between HTTP and these calls; every failure
+// is an ApiError.
+//
+// Data directory layout: DATA/jobs.db (job store), DATA/outputs/<id>.mp4|png (results),
+// DATA/state/<id>.state (a running job's durable denoising state, owned by the engine).
+// Thread-safe.
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <map>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "server/admission.h"
+#include "server/event_hub.h"
+#include "server/generation_request.h"
+#include "server/job.h"
+#include "server/job_store.h"
+#include "server/metrics.h"
+
+namespace ditserve::server {
+
+struct ServiceOptions {
+  std::filesystem::path data_dir = "ditserve-data";
+  std::size_t max_queue = 64;  // accepted jobs not yet started; more -> 429
+  RequestLimits limits;
+};
+
+struct RecoveryReport {
+  int completed = 0;    // finished before the restart, still served
+  int resubmitted = 0;  // queued or running before the restart, given to the engine again
+  int cancelled = 0;    // cancel accepted before the restart
+  int failed = 0;       // failed before, or refused by the engine on re-submission
+};
+
+struct JobPage {
+  std::vector<Job> jobs;
+  bool has_more = false;
+};
+
+class JobService {
+ public:
+  // Opens the store under options.data_dir (creating the directories) and installs itself
+  // as the engine's listener. `engine` must outlive this object, and must be shut down
+  // before it is destroyed.
+  JobService(runtime::Engine& engine, ServiceOptions options);
+
+  // Loads the store and re-submits unfinished jobs (their state files let the engine
+  // resume them). Call once, before serving.
+  RecoveryReport recover();
+
+  // Validated parameters -> an accepted, persisted, submitted job (status queued).
+  // Throws ApiError: 429 when the queue is full, 422 for reject_if_late with a deadline
+  // the engine predicts it would miss, 400 when the engine refuses the job.
+  Job create(const GenerationParams& params, JobKind kind);
+  // 404 naming `param` for an unknown id or a job of another kind.
+  Job get(const std::string& id, JobKind kind, const std::string& param = "video_id") const;
+  // Jobs of `kind` in creation order ("asc") or newest first ("desc"), after the job
+  // `after` when given (400 naming "after" when unknown).
+  JobPage list(JobKind kind, std::size_t limit, const std::optional<std::string>& after,
+               bool ascending) const;
+  // Cancels a queued or running job; 404 unknown, 409 already finished.
+  Job cancel(const std::string& id, JobKind kind);
+  // The finished output's path; 409 when the job is not completed, 404 when missing.
+  std::filesystem::path output(const std::string& id, JobKind kind) const;
+
+  const std::vector<std::string>& models() const { return models_; }
+  const RequestLimits& limits() const { return options_.limits; }
+  const EventHub& events() const { return events_; }
+  std::string metrics_text() const;
+  std::size_t queued() const;
+  bool shutting_down() const;
+
+  // From now on the engine's failed/cancelled events for jobs nobody cancelled mean
+  // "aborted by shutdown": they are not recorded, so a restart resumes those jobs. Wakes
+  // every event stream. Call before Engine::shutdown().
+  void begin_shutdown();
+
+ private:
+  void on_progress(const runtime::JobProgress& p);
+  std::string new_id(JobKind kind) const;
+  void finish_locked(Job& job, runtime::JobPhase phase, const std::string& error);
+
+  runtime::Engine& engine_;
+  const ServiceOptions options_;
+  const std::vector<std::string> models_;
+  JobStore store_;
+  EventHub events_;
+  Metrics metrics_;
+  Admission admission_;
+
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Job> jobs_;
+  std::map<std::int64_t, std::string> by_seq_;
+  std::int64_t last_seq_ = 0;
+  std::size_t queued_ = 0;  // jobs in phase kQueued
+  bool shutting_down_ = false;
+};
+
+}  // namespace ditserve::server

@@ -1,0 +1,285 @@
+// JobService over the fake engine: jobs run to completion, admission control, cancel,
+// restart recovery with jobs in every state, shutdown keeping running jobs resumable.
+
+#include "server/job_service.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <thread>
+
+#include "fake_engine.h"
+#include "server_test_util.h"
+
+namespace ditserve::server {
+namespace {
+
+using runtime::JobPhase;
+using testing::FakeEngine;
+using testing::TempDataDir;
+
+GenerationParams params(const std::string& prompt = "a cat", int steps = 3) {
+  GenerationParams p;
+  p.model = "tiny";
+  p.request.prompt = prompt;
+  p.request.steps = steps;
+  return p;
+}
+
+// Polls until the job is terminal (the fake engine takes a few ms per job).
+Job wait_terminal(const JobService& service, const std::string& id, JobKind kind = JobKind::kVideo) {
+  for (int i = 0; i < 2000; ++i) {
+    const Job job = service.get(id, kind);
+    if (is_terminal_phase(job.progress.phase)) return job;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ADD_FAILURE() << id << " did not finish";
+  return service.get(id, kind);
+}
+
+// An engine and a service over it, torn down in the order the server uses: the engine
+// stops (no more events) before the service goes away.
+struct Server {
+  explicit Server(const std::filesystem::path& data, FakeEngine::Options o = {}, std::size_t max_queue = 64)
+      : engine(std::make_unique<FakeEngine>(o)) {
+    ServiceOptions options;
+    options.data_dir = data;
+    options.max_queue = max_queue;
+    service = std::make_unique<JobService>(*engine, options);
+  }
+  ~Server() {
+    service->begin_shutdown();
+    engine->shutdown();
+  }
+  std::unique_ptr<FakeEngine> engine;
+  std::unique_ptr<JobService> service;
+};
+
+TEST(JobService, RunsAJobToCompletionAndPersistsIt) {
+  TempDataDir dir("service_complete");
+  Server s(dir.path());
+  const Job created = s.service->create(params(), JobKind::kVideo);
+  EXPECT_EQ(created.spec.id.rfind("video_", 0), 0u);
+  EXPECT_EQ(created.spec.output, dir.path() / "outputs" / (created.spec.id + ".mp4"));
+  EXPECT_EQ(created.spec.state_file, dir.path() / "state" / (created.spec.id + ".state"));
+  const Job done = wait_terminal(*s.service, created.spec.id);
+  EXPECT_EQ(done.progress.phase, JobPhase::kCompleted);
+  EXPECT_EQ(done.progress.step, 3);
+  EXPECT_TRUE(done.completed_at.has_value());
+  EXPECT_EQ(s.service->output(created.spec.id, JobKind::kVideo), created.spec.output);
+  EXPECT_FALSE(std::filesystem::exists(created.spec.state_file));
+  JobStore store(dir.path() / "jobs.db");
+  EXPECT_EQ(store.get(created.spec.id)->progress.phase, JobPhase::kCompleted);
+}
+
+TEST(JobService, FullQueueAnswers429WithRetryAfter) {
+  TempDataDir dir("service_429");
+  Server s(dir.path(), {.hold = true}, /*max_queue=*/3);
+  for (int i = 0; i < 3; ++i) s.service->create(params(), JobKind::kVideo);
+  int rejected = 0;
+  for (int i = 0; i < 5; ++i) {
+    try {
+      s.service->create(params(), JobKind::kVideo);
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 429);
+      EXPECT_EQ(e.type, "rate_limit_error");
+      ASSERT_TRUE(e.retry_after_s.has_value());
+      EXPECT_GE(*e.retry_after_s, 1);
+      ++rejected;
+    }
+  }
+  EXPECT_EQ(rejected, 5);
+  EXPECT_EQ(s.engine->submitted().size(), 3u);  // the refused ones never reached the engine
+  s.engine->release();
+  const JobPage page = s.service->list(JobKind::kVideo, 100, std::nullopt, true);
+  ASSERT_EQ(page.jobs.size(), 3u);
+  for (const Job& j : page.jobs) EXPECT_EQ(wait_terminal(*s.service, j.spec.id).progress.phase, JobPhase::kCompleted);
+  EXPECT_EQ(s.service->queued(), 0u);
+  s.service->create(params(), JobKind::kVideo);  // room again
+  EXPECT_NE(s.service->metrics_text().find("ditserve_requests_rejected_total{reason=\"queue_full\"} 5"),
+            std::string::npos);
+}
+
+TEST(JobService, RejectIfLateUsesTheEngineEstimate) {
+  TempDataDir dir("service_late");
+  Server s(dir.path(), {.estimate_s = 5.0});
+  GenerationParams p = params();
+  p.deadline_s = 1.0;
+  p.reject_if_late = true;
+  try {
+    s.service->create(p, JobKind::kVideo);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 422);
+    EXPECT_EQ(e.param, "deadline_ms");
+  }
+  p.deadline_s = 10.0;
+  EXPECT_NO_THROW(s.service->create(p, JobKind::kVideo));
+  p.reject_if_late = false;
+  p.deadline_s = 1.0;  // late, but the client did not ask to be refused
+  EXPECT_NO_THROW(s.service->create(p, JobKind::kVideo));
+}
+
+TEST(JobService, EngineRefusalIsA400AndLeavesNoJob) {
+  TempDataDir dir("service_refused");
+  Server s(dir.path());
+  try {
+    s.service->create(params("refuse"), JobKind::kVideo);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "prompt");
+  }
+  EXPECT_TRUE(s.service->list(JobKind::kVideo, 10, std::nullopt, true).jobs.empty());
+  EXPECT_TRUE(JobStore(dir.path() / "jobs.db").load_all().empty());
+  EXPECT_EQ(s.service->queued(), 0u);
+}
+
+TEST(JobService, CancelQueuedAndFinishedAndUnknown) {
+  TempDataDir dir("service_cancel");
+  Server s(dir.path(), {.hold = true});
+  const Job job = s.service->create(params(), JobKind::kVideo);
+  const Job cancelled = s.service->cancel(job.spec.id, JobKind::kVideo);
+  EXPECT_EQ(cancelled.progress.phase, JobPhase::kCancelled);
+  EXPECT_TRUE(cancelled.cancel_requested);
+  try {
+    s.service->cancel(job.spec.id, JobKind::kVideo);  // already finished
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 409);
+    EXPECT_EQ(e.param, "video_id");
+  }
+  try {
+    s.service->cancel("video_nope", JobKind::kVideo);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 404);
+    EXPECT_EQ(e.param, "video_id");
+  }
+  try {
+    s.service->output(job.spec.id, JobKind::kVideo);
+    FAIL();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 409);
+  }
+  EXPECT_EQ(s.service->queued(), 0u);
+}
+
+TEST(JobService, CancelRunningJobStopsAtAStepBoundary) {
+  TempDataDir dir("service_cancel_running");
+  Server s(dir.path(), {.step_time = std::chrono::milliseconds(20)});
+  const Job job = s.service->create(params("a cat", 200), JobKind::kVideo);
+  while (s.service->get(job.spec.id, JobKind::kVideo).progress.phase != JobPhase::kDenoising)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  s.service->cancel(job.spec.id, JobKind::kVideo);
+  const Job done = wait_terminal(*s.service, job.spec.id);
+  EXPECT_EQ(done.progress.phase, JobPhase::kCancelled);
+  EXPECT_LT(done.progress.step, 200);
+}
+
+TEST(JobService, ListsPagesInBothOrders) {
+  TempDataDir dir("service_list");
+  Server s(dir.path(), {.hold = true});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(s.service->create(params(), JobKind::kVideo).spec.id);
+  s.service->create(params(), JobKind::kImage);  // not a video: not listed
+  JobPage page = s.service->list(JobKind::kVideo, 2, std::nullopt, true);
+  ASSERT_EQ(page.jobs.size(), 2u);
+  EXPECT_EQ(page.jobs[0].spec.id, ids[0]);
+  EXPECT_TRUE(page.has_more);
+  page = s.service->list(JobKind::kVideo, 10, ids[1], true);
+  ASSERT_EQ(page.jobs.size(), 3u);
+  EXPECT_EQ(page.jobs[0].spec.id, ids[2]);
+  EXPECT_FALSE(page.has_more);
+  page = s.service->list(JobKind::kVideo, 2, std::nullopt, false);
+  EXPECT_EQ(page.jobs[0].spec.id, ids[4]);
+  page = s.service->list(JobKind::kVideo, 10, ids[2], false);
+  ASSERT_EQ(page.jobs.size(), 2u);
+  EXPECT_EQ(page.jobs[0].spec.id, ids[1]);
+  EXPECT_THROW(s.service->list(JobKind::kVideo, 10, std::string("video_nope"), true), ApiError);
+}
+
+TEST(JobService, RestartRecoversJobsInEveryState) {
+  TempDataDir dir("service_recover");
+  std::filesystem::create_directories(dir.path() / "outputs");
+  std::filesystem::create_directories(dir.path() / "state");
+  {
+    JobStore store(dir.path() / "jobs.db");
+    using testing::stored_job;
+    store.put(stored_job(dir.path(), 1, JobPhase::kQueued, "video_queued"));
+    store.put(stored_job(dir.path(), 2, JobPhase::kEncoding, "video_encoding"));
+    store.put(stored_job(dir.path(), 3, JobPhase::kDenoising, "video_denoising"));
+    store.put(stored_job(dir.path(), 4, JobPhase::kDecoding, "video_decoding"));
+    store.put(stored_job(dir.path(), 5, JobPhase::kCompleted, "video_completed"));
+    store.put(stored_job(dir.path(), 6, JobPhase::kFailed, "video_failed"));
+    store.put(stored_job(dir.path(), 7, JobPhase::kCancelled, "video_cancelled"));
+    Job cancel_pending = stored_job(dir.path(), 8, JobPhase::kDenoising, "video_cancel_pending");
+    cancel_pending.cancel_requested = true;
+    store.put(cancel_pending);
+    Job late = stored_job(dir.path(), 9, JobPhase::kQueued, "video_deadline");
+    late.deadline_s = 30;
+    late.created_at = 1;  // long ago: the deadline has passed
+    store.put(late);
+    std::ofstream(dir.path() / "outputs" / "video_completed.mp4") << "done before the crash";
+    std::ofstream(dir.path() / "state" / "video_denoising.state") << 2;  // 2 of 4 steps durable
+  }
+  Server s(dir.path());
+  const RecoveryReport report = s.service->recover();
+  EXPECT_EQ(report.completed, 1);
+  EXPECT_EQ(report.resubmitted, 5);
+  EXPECT_EQ(report.cancelled, 2);
+  EXPECT_EQ(report.failed, 1);
+
+  std::set<std::string> resubmitted;
+  for (const runtime::JobSpec& spec : s.engine->submitted()) {
+    resubmitted.insert(spec.id);
+    EXPECT_EQ(spec.state_file, dir.path() / "state" / (spec.id + ".state"));
+    if (spec.id == "video_deadline") {
+      EXPECT_GT(spec.deadline_s, 0);
+      EXPECT_LT(spec.deadline_s, 1);
+    }
+  }
+  EXPECT_EQ(resubmitted, (std::set<std::string>{"video_queued", "video_encoding", "video_denoising",
+                                                 "video_decoding", "video_deadline"}));
+  for (const std::string& id : resubmitted)
+    EXPECT_EQ(wait_terminal(*s.service, id).progress.phase, JobPhase::kCompleted) << id;
+  EXPECT_EQ(s.engine->resumed_from().at("video_denoising"), 2);
+  EXPECT_EQ(s.engine->resumed_from().at("video_queued"), 0);
+  EXPECT_EQ(s.service->get("video_completed", JobKind::kVideo).progress.phase, JobPhase::kCompleted);
+  EXPECT_EQ(s.service->output("video_completed", JobKind::kVideo), dir.path() / "outputs" / "video_completed.mp4");
+  EXPECT_EQ(s.service->get("video_failed", JobKind::kVideo).progress.phase, JobPhase::kFailed);
+  EXPECT_EQ(s.service->get("video_cancel_pending", JobKind::kVideo).progress.phase, JobPhase::kCancelled);
+  // New jobs continue the sequence.
+  const Job fresh = s.service->create(params(), JobKind::kVideo);
+  EXPECT_EQ(fresh.seq, 10);
+}
+
+TEST(JobService, ShutdownLeavesRunningJobsResumable) {
+  TempDataDir dir("service_shutdown");
+  std::string id;
+  {
+    Server s(dir.path(), {.step_time = std::chrono::milliseconds(20)});
+    id = s.service->create(params("a cat", 100), JobKind::kVideo).spec.id;
+    while (s.service->get(id, JobKind::kVideo).progress.step < 2)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }  // begin_shutdown + engine shutdown mid-run
+  JobStore store(dir.path() / "jobs.db");
+  const Job stored = *store.get(id);
+  EXPECT_FALSE(is_terminal_phase(stored.progress.phase));
+  EXPECT_TRUE(std::filesystem::exists(stored.spec.state_file));
+  Server again(dir.path());
+  EXPECT_EQ(again.service->recover().resubmitted, 1);
+  EXPECT_EQ(wait_terminal(*again.service, id).progress.phase, JobPhase::kCompleted);
+  EXPECT_GE(again.engine->resumed_from().at(id), 2);
+}
+
+TEST(JobService, FailedJobsReportTheEngineError) {
+  TempDataDir dir("service_failed");
+  Server s(dir.path());
+  const Job job = wait_terminal(*s.service, s.service->create(params("fail"), JobKind::kVideo).spec.id);
+  EXPECT_EQ(job.progress.phase, JobPhase::kFailed);
+  EXPECT_EQ(job.progress.error, "fake device failure");
+}
+
+}  // namespace
+}  // namespace ditserve::server

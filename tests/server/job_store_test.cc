@@ -1,0 +1,89 @@
+// The SQLite job store: every field round-trips, and the file outlives the process's view.
+
+#include "server/job_store.h"
+
+#include <gtest/gtest.h>
+
+#include "server_test_util.h"
+#include "tensor/error.h"
+
+namespace ditserve::server {
+namespace {
+
+using runtime::JobPhase;
+using testing::stored_job;
+using testing::TempDataDir;
+
+TEST(JobStore, RoundTripsEveryField) {
+  TempDataDir dir("store_roundtrip");
+  Job job = stored_job(dir.path(), 7, JobPhase::kFailed, "video_a");
+  job.kind = JobKind::kImage;
+  job.spec.format = runtime::OutputFormat::kPng;
+  job.deadline_s = 12.5;
+  job.cancel_requested = true;
+  job.progress.error = "device lost";
+  job.progress.devices = {"cpu:0", "cpu:1"};
+  job.progress.dop = 2;
+  job.progress.encode_s = 0.25;
+  job.progress.denoise_s = 1.5;
+  {
+    JobStore store(dir.path() / "jobs.db");
+    store.put(job);
+  }
+  JobStore store(dir.path() / "jobs.db");  // reopened: what was committed is there
+  const std::optional<Job> back = store.get("video_a");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->seq, 7);
+  EXPECT_EQ(back->kind, JobKind::kImage);
+  EXPECT_EQ(back->spec.model, "tiny");
+  EXPECT_EQ(back->spec.request.prompt, "prompt of video_a");
+  EXPECT_EQ(back->spec.request.frames, 9);
+  EXPECT_EQ(back->spec.request.width, 32);
+  EXPECT_EQ(back->spec.request.height, 48);
+  EXPECT_EQ(back->spec.request.steps, 4);
+  EXPECT_FLOAT_EQ(back->spec.request.guidance, 5.5f);
+  EXPECT_EQ(back->spec.request.seed, 1234567890123ull);
+  EXPECT_EQ(back->spec.priority, 2);
+  EXPECT_EQ(back->spec.format, runtime::OutputFormat::kPng);
+  EXPECT_EQ(back->spec.output, job.spec.output);
+  EXPECT_EQ(back->spec.state_file, job.spec.state_file);
+  EXPECT_DOUBLE_EQ(*back->deadline_s, 12.5);
+  EXPECT_DOUBLE_EQ(back->spec.deadline_s, 12.5);
+  EXPECT_DOUBLE_EQ(back->created_at, job.created_at);
+  EXPECT_DOUBLE_EQ(*back->completed_at, *job.completed_at);
+  EXPECT_TRUE(back->cancel_requested);
+  EXPECT_EQ(back->progress.phase, JobPhase::kFailed);
+  EXPECT_EQ(back->progress.error, "device lost");
+  EXPECT_EQ(back->progress.devices, job.progress.devices);
+  EXPECT_EQ(back->progress.dop, 2);
+  EXPECT_DOUBLE_EQ(back->progress.encode_s, 0.25);
+  EXPECT_DOUBLE_EQ(back->progress.denoise_s, 1.5);
+  EXPECT_FALSE(store.get("video_b").has_value());
+}
+
+TEST(JobStore, KeepsJobsInEveryStateInOrderAndReplacesById) {
+  TempDataDir dir("store_states");
+  JobStore store(dir.path() / "jobs.db");
+  const std::vector<JobPhase> phases = {JobPhase::kQueued,    JobPhase::kEncoding, JobPhase::kDenoising,
+                                        JobPhase::kDecoding,  JobPhase::kCompleted, JobPhase::kFailed,
+                                        JobPhase::kCancelled};
+  for (std::size_t i = 0; i < phases.size(); ++i)
+    store.put(stored_job(dir.path(), static_cast<std::int64_t>(10 - i), phases[i], "job" + std::to_string(i)));
+  Job again = stored_job(dir.path(), 10, JobPhase::kCompleted, "job0");
+  store.put(again);  // job0 finished: same row
+  const std::vector<Job> all = store.load_all();
+  ASSERT_EQ(all.size(), phases.size());
+  for (std::size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1].seq, all[i].seq);
+  EXPECT_EQ(all.back().spec.id, "job0");
+  EXPECT_EQ(all.back().progress.phase, JobPhase::kCompleted);
+  EXPECT_EQ(store.max_seq(), 10);
+  store.remove("job3");
+  EXPECT_EQ(store.load_all().size(), phases.size() - 1);
+}
+
+TEST(JobStore, UnopenableFileIsAnErrorNamingIt) {
+  EXPECT_THROW(JobStore("/nonexistent-dir/x/jobs.db"), ditserve::Error);
+}
+
+}  // namespace
+}  // namespace ditserve::server
