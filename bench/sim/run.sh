@@ -53,7 +53,21 @@ for p in ddit tetriserve elastic; do
     --devices 128 --mix uniform --rate 4.5 --count 10000 --seed 1 | tail -1
 done
 
+# 7. Mixed Open-Sora + Wan 2.1 traffic on one 8-GPU cluster. The Wan shapes' costs are
+#    ESTIMATES from FLOP counts (profiles/opensora-wan2.1-h200-x8-estimated.json,
+#    bench/sim/make_wan_profiles.py), not measurements. Open-Sora 144p..720p x 51f at 30
+#    steps, Wan 1.3B 480p x 81f (twice as often) and Wan 14B 720p x 81f (a quarter as often)
+#    at Wan's 50 steps; two hours of arrivals, SLO = 2x solo latency on one device.
+mixed=profiles/opensora-wan2.1-h200-x8-estimated.json
+mixed_mix=144p:1,240p:1,360p:1,480p:1,720p:1,wan1.3b-480p:2:50,wan14b-720p:0.25:50
+"$bin" simulate --profile $mixed --policy $all --devices 8 --mix $mixed_mix --steps 30 \
+  --rate 0.03,0.045,0.06,0.075,0.09 --duration 7200 --slo-scale 2 --seed 1 \
+  --json $out/sim-mixed-opensora-wan.json --rate-svg $out/sim-mixed-opensora-wan-vs-rate.svg
+"$bin" simulate --profile $mixed --policy $all --devices 8 --mix $mixed_mix --steps 30 \
+  --rate 0.06 --duration 7200 --slo-scale 2 --seed 1 --per-shape \
+  --json $out/sim-mixed-opensora-wan-0.06.json --cdf-svg $out/sim-mixed-opensora-wan-0.06-cdf.svg
+
 python3 bench/sim/summarise.py $out/sim-video-uniform.json $out/sim-video-51f.json \
   $out/sim-video-bursty.json $out/sim-image-uniform.json $out/sim-image-skewed.json \
-  $out/sim-trace-replay.json \
+  $out/sim-trace-replay.json $out/sim-mixed-opensora-wan.json \
   > $out/sim-summary.md

@@ -162,7 +162,7 @@ void add_simulate_command(CLI::App& app) {
   cmd->add_option("--count", args->count, "Number of requests instead of --duration");
   cmd->add_option("--arrivals", args->arrivals, "poisson or gamma (bursty)");
   cmd->add_option("--burstiness", args->burstiness, "Gamma arrivals: coefficient of variation of gaps");
-  cmd->add_option("--mix", args->mix, "uniform, skewed, or shape:weight,...");
+  cmd->add_option("--mix", args->mix, "uniform, skewed, or shape:weight[:steps],...");
   cmd->add_option("--steps", args->steps, "Denoising steps per request");
   cmd->add_option("--slo-scale", args->slo_scale, "Deadline = scale x solo latency on one device");
   cmd->add_option("--seed", args->seed, "Seed of the workload and the noise");

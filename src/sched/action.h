@@ -26,6 +26,10 @@ struct Event {
   double time = 0;
   int request = -1;  // scheduler index of the request (Action::request)
   int device = -1;
+  // kDeviceLost: the device never comes back (a failed GPU the runtime dropped); false: it
+  // may (an outage), so requests wait for it. Only while every device out of service is
+  // gone for good does the scheduler reject what the policy can no longer serve.
+  bool for_good = false;
   RequestSpec spec;  // kArrival only
 };
 

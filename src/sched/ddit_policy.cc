@@ -3,9 +3,10 @@
 // - decisions at single-step granularity: every action is one step;
 // - a request at a step boundary that was running keeps its group (DDiT never preempts);
 // - a request with no devices takes B free devices, or what is free (< B: "hungry"),
-//   first come first served;
-// - then the hungry requests at a boundary, most starved first, are topped up towards B
-//   ("DoP promotion"); starvation = steps since the last allocation x (t(dop) - t(B));
+//   first come first served (priority first, as every policy: policy_util.h);
+// - then the hungry requests at a boundary, most starved first (priority first), are
+//   topped up towards B ("DoP promotion"); starvation = steps since the last allocation
+//   x (t(dop) - t(B));
 // - decoupled VAE: after its last step a request decodes on one device, the lowest id of
 //   its group; the rest return to the pool at once.
 
@@ -37,7 +38,9 @@ class DditPolicy : public Policy {
       const int k = largest_dop_at_most(s.shape_of(r), std::min<int>(keep, free.size()));
       if (k > 0) placed.emplace_back(r, take_devices(free, k, last));
     }
-    for (const int r : s.ready) {  // requests without devices, first come first served
+    // Requests without devices, first come first served (priority first); each placed one
+    // takes a device, so no more than this many can be placed.
+    for (const int r : waiting_order(s, s.ready, s.held_ready.size() + free.size())) {
       if (free.empty()) break;
       if (s.held_ready.count(r)) continue;
       const ShapeProfile& shape = s.shape_of(r);
@@ -58,6 +61,7 @@ class DditPolicy : public Policy {
       hungry.emplace_back(-starved, i);
     }
     std::stable_sort(hungry.begin(), hungry.end());
+    priority_first(s, hungry, [&](const auto& h) { return placed[h.second].first; });
     for (const auto& [neg_starved, i] : hungry) {
       if (free.empty()) break;
       auto& [r, devs] = placed[i];

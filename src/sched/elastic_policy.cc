@@ -2,16 +2,21 @@
 // and decoupled VAE, TetriServe's deadline awareness, and preemption at step boundaries:
 // - every decision point re-deals the free devices among the requests at a step boundary;
 //   their latents move, at the profile's move cost, when their group changes;
-// - order, in three classes: (1) requests that can no longer meet their deadline even at
-//   B, oldest first: they count for no SLO any more and every second they wait lengthens
-//   the tail; (2) urgent requests, whose slack (deadline - now - (steps left x t(B) +
-//   decode)) is below kUrgentShare of their deadline span, least slack first; (3) the
-//   rest, largest projected latency first (time waited + steps left x t(B) + decode):
-//   least slack against one latency target shared by all requests, which is what bounds
-//   the tail (p99) — the request that would finish latest relative to its arrival goes
-//   first, so a large request is not queued behind small ones that can still wait, and
-//   a small one overtakes once it has waited as long as the large one still needs (or
-//   becomes urgent), and no request is delayed past the point where its deadline needs it;
+// - order: priority first (as every policy: policy_util.h; a request that just ran may
+//   lose its devices to a higher one, as to any request ordered before it), then three
+//   classes: (1) requests that can no longer meet their deadline even at B, oldest
+//   first: they count for no SLO any more and every second they wait lengthens the tail;
+//   (2) urgent requests, whose slack (deadline - now - (steps left x t(B) + decode)) is
+//   below kUrgentShare of their deadline span, plus the occupation W (the longest
+//   one-device step of any request running or competing) where W > kOccupiedShare x
+//   span: a device such a step takes stays taken for W, so a short request must start
+//   while it still has W to spare; least slack first; (3) the rest, largest projected
+//   latency first (time waited + steps left x t(B) + decode): least slack against one
+//   latency target shared by all requests, which is what bounds the tail (p99) — the
+//   request that would finish latest relative to its arrival goes first, so a large
+//   request is not queued behind small ones that can still wait, and a small one
+//   overtakes once it has waited as long as the large one still needs (or becomes
+//   urgent), and no request is delayed past the point where its deadline needs it;
 // - pass 1: each, in that order, gets the fewest devices that meet its deadline
 //   (TetriServe's fewest GPU-seconds; B for a late request); a request that ran the last
 //   step and is not urgent keeps its DoP up to B (DDiT: no preemption without need), the
@@ -38,6 +43,15 @@ namespace {
 // 0.3 to 0.6 measure alike on the committed workloads (SCHEDULING.md); below 0.3 urgent
 // requests start too late to keep SLO attainment.
 constexpr double kUrgentShare = 0.4;
+
+// A request whose deadline span is under 1 / kOccupiedShare times the occupation W (the
+// longest step t(1) among requests running or competing) adds W to its urgency margin:
+// next to Wan 14B's 36 s steps, an Open-Sora 720p (72 s span) or Wan 1.3B (159 s) request
+// that waits for its 40% would find every device locked in such steps. 0.4 leaves the
+// 1.3B out (SLO 82-95% on the mixed workload); applying it to every request (0) moved
+// Open-Sora-only p99s by up to 7% on seed 1; at 0.2 those move within seed noise
+// (docs/SCHEDULING.md). A request's own step never counts: its span is over 2 x steps x t(1).
+constexpr double kOccupiedShare = 0.2;
 
 enum class Class { kLate = 0, kUrgent = 1, kOther = 2 };
 
@@ -67,19 +81,23 @@ class ElasticPolicy : public Policy {
     // flood of arrivals keeps each decision O(N log N)).
     std::vector<int> ids(s.held_ready.begin(), s.held_ready.end());
     const std::size_t window = ids.size() + 2 * static_cast<std::size_t>(n);
-    for (const int r : s.ready) {
+    for (const int r : waiting_order(s, s.ready, window)) {
       if (ids.size() >= window) break;
       if (!s.held_ready.count(r)) ids.push_back(r);
     }
+    double occupation = 0;  // how long a one-device step started now may hold its device
+    for (const int r : ids) occupation = std::max(occupation, s.shape_of(r).step(1));
+    for (const int r : s.running) occupation = std::max(occupation, s.shape_of(r).step(1));
     std::vector<Candidate> cand;
     cand.reserve(ids.size());
-    for (const int r : ids) cand.push_back(assess(s, r, n));
+    for (const int r : ids) cand.push_back(assess(s, r, n, occupation));
     std::stable_sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) {
       if (a.cls != b.cls) return a.cls < b.cls;
       if (a.cls == Class::kUrgent && a.slack != b.slack) return a.slack < b.slack;
       if (a.cls == Class::kOther && a.projected != b.projected) return a.projected > b.projected;
       return a.request < b.request;  // arrival order
     });
+    priority_first(s, cand, [](const Candidate& c) { return c.request; });
     for (Candidate& c : cand) {  // pass 1
       if (free.empty()) break;
       const int k = largest_dop_at_most(s.shape_of(c.request), std::min<int>(c.want, free.size()));
@@ -123,7 +141,7 @@ class ElasticPolicy : public Policy {
     return std::max(0, spare);
   }
 
-  Candidate assess(const SchedState& s, int r, int devices) const {
+  Candidate assess(const SchedState& s, int r, int devices, double occupation) const {
     const RequestState& st = s.requests[r];
     const ShapeProfile& shape = s.shape_of(r);
     const int left = st.steps_left();
@@ -134,7 +152,8 @@ class ElasticPolicy : public Policy {
     c.slack = st.spec.deadline - s.now - (left * shape.step(c.optimal) + tail);
     c.projected = s.now - st.spec.arrival + left * shape.step(c.optimal) + tail;
     const double span = st.spec.deadline - st.spec.arrival;
-    c.cls = !(c.slack >= 0) ? Class::kLate : c.slack < kUrgentShare * span ? Class::kUrgent : Class::kOther;
+    const double margin = kUrgentShare * span + (occupation > kOccupiedShare * span ? occupation : 0.0);
+    c.cls = !(c.slack >= 0) ? Class::kLate : c.slack < margin ? Class::kUrgent : Class::kOther;
     c.want = c.optimal;
     if (c.cls == Class::kLate) return c;
     if (c.cls == Class::kOther && st.held && !st.last_group.empty()) {

@@ -1,8 +1,17 @@
 #include "sched/policy.h"
 
 #include "sched/error.h"
+#include "sched/policy_util.h"
 
 namespace ditserve::sched {
+
+std::string Policy::unservable(const SchedState& s, int request) const {
+  const ShapeProfile& shape = s.shape_of(request);
+  const auto& dops = s.requests[request].phase == Phase::kAwaitDecode ? shape.decode_s : shape.step_s;
+  const int need = dops.empty() ? 1 : dops.begin()->first;
+  const int have = s.alive_count();
+  return have < need ? "policy " + name() + " " + too_few_devices(need, have) : "";
+}
 
 std::unique_ptr<Policy> make_policy(const std::string& spec, const PolicyOptions& options) {
   const auto colon = spec.find(':');

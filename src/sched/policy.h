@@ -21,6 +21,12 @@ class Policy {
   // (e.g. static:16 on 8 devices).
   virtual void check(const Profile& profile, int devices) const {}
   virtual Decision decide(const SchedState& state) = 0;
+  // Why `request` (kReady or kAwaitDecode) can never run under this policy on the devices
+  // in service now, e.g. "policy static:4 needs 4 devices, 3 in service"; empty while it
+  // still can. The scheduler rejects it with this reason once devices are out of service
+  // (docs/SCHEDULING.md, "Devices lost for good"). The default: fewer devices in service
+  // than the shape's smallest profiled DoP (step, or VAE for a decode).
+  virtual std::string unservable(const SchedState& state, int request) const;
 };
 
 struct PolicyOptions {

@@ -4,6 +4,23 @@
 
 namespace ditserve::sched {
 
+std::vector<int> waiting_order(const SchedState& s, const std::set<int>& waiting, std::size_t limit) {
+  std::vector<int> out;
+  if (!s.any_priority) {  // arrival order is serving order: copy no more than asked
+    for (auto it = waiting.begin(); it != waiting.end() && out.size() < limit; ++it) out.push_back(*it);
+    return out;
+  }
+  out.assign(waiting.begin(), waiting.end());
+  priority_first(s, out);
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+std::string too_few_devices(int need, int have) {
+  return "needs " + std::to_string(need) + (need == 1 ? " device, " : " devices, ") + std::to_string(have) +
+         " in service";
+}
+
 std::vector<int> take_devices(std::vector<int>& free, int k, const std::vector<int>& prefer) {
   std::vector<int> got;
   got.reserve(k);
@@ -81,8 +98,7 @@ Action decode_action(int request, std::vector<int> devices) {
 }
 
 void decode_decoupled(const SchedState& s, std::vector<int>& free, Decision& out) {
-  for (const int r : s.await_decode) {
-    if (free.empty()) return;
+  for (const int r : waiting_order(s, s.await_decode, free.size())) {
     const std::vector<int>& last = s.requests[r].last_group;
     out.actions.push_back(decode_action(r, take_devices(free, 1, last)));
   }

@@ -2,12 +2,42 @@
 // Small helpers that several policies share: picking devices, building actions, and the
 // decoupled VAE decode (one device, the lowest id of the request's last group: DDiT).
 
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "sched/action.h"
 #include "sched/state.h"
 
 namespace ditserve::sched {
+
+// Priority, the one rule every policy shares (docs/SCHEDULING.md): among requests waiting
+// for devices, a higher RequestSpec::priority is served first; the policy's own order
+// decides among equal priorities. A policy applies it by taking waiting requests from
+// waiting_order(), or, where it sorts them itself, by calling priority_first() after.
+
+// Stable-sorts `items`, already in the policy's own order, so higher priorities come first.
+template <class T, class RequestOf>
+void priority_first(const SchedState& s, std::vector<T>& items, RequestOf request_of) {
+  if (!s.any_priority) return;
+  std::stable_sort(items.begin(), items.end(), [&](const T& a, const T& b) {
+    return s.requests[request_of(a)].spec.priority > s.requests[request_of(b)].spec.priority;
+  });
+}
+inline void priority_first(const SchedState& s, std::vector<int>& requests) {
+  priority_first(s, requests, [](int r) { return r; });
+}
+
+// The first `limit` members of `waiting` (s.ready or s.await_decode) in serving order:
+// priority first, then arrival.
+std::vector<int> waiting_order(const SchedState& s, const std::set<int>& waiting,
+                               std::size_t limit = std::numeric_limits<std::size_t>::max());
+
+// "needs 4 devices, 3 in service": why a request can never run (Policy::unservable).
+std::string too_few_devices(int need, int have);
 
 // Removes k devices from `free` (ascending ids) and returns them: those in `prefer` first
 // (placement preservation: latents stay put), then the lowest ids.

@@ -121,6 +121,11 @@ int Profile::shape_index(const std::string& name, const std::string& where) cons
   return i;
 }
 
+const std::string& Profile::model_of(int index) const {
+  const ShapeProfile& s = shape(index);
+  return s.model.empty() ? model : s.model;
+}
+
 void Profile::check_fits(int devices) const {
   for (const auto& s : shapes) {
     if (s.max_dop() > devices)
@@ -157,6 +162,11 @@ Profile parse_profile(const json& j, const std::string& source) {
     } else {
       sp.name = default_name(sp.height, sp.width, sp.frames);
     }
+    if (s.contains("model")) {
+      if (!s["model"].is_string() || s["model"].get<std::string>().empty())
+        fail<InvalidInput>(where, ".model: expected a non-empty string (the shape's model)");
+      sp.model = s["model"].get<std::string>();
+    }
     sp.step_s = dop_table(field(s, "step_ms", where), where + ".step_ms");
     if (!sp.step_s.count(1)) fail<InvalidInput>(where, ".step_ms: DoP 1 is required (solo latency)");
     sp.encode_s = positive_number(field(s, "encode_ms", where), where + ".encode_ms") / 1000.0;
@@ -187,9 +197,12 @@ json profile_to_json(const Profile& profile) {
     json step = json::object(), dec = json::object();
     for (const auto& [k, t] : s.step_s) step[std::to_string(k)] = t * 1000.0;
     for (const auto& [k, t] : s.decode_s) dec[std::to_string(k)] = t * 1000.0;
-    shapes.push_back({{"name", s.name}, {"height", s.height}, {"width", s.width},
-                      {"frames", s.frames}, {"step_ms", step}, {"encode_ms", s.encode_s * 1000.0},
-                      {"decode_ms", dec}, {"move_ms", s.move_s * 1000.0}});
+    json shape = {{"name", s.name},        {"height", s.height},
+                  {"width", s.width},      {"frames", s.frames},
+                  {"step_ms", step},       {"encode_ms", s.encode_s * 1000.0},
+                  {"decode_ms", dec},      {"move_ms", s.move_s * 1000.0}};
+    if (!s.model.empty()) shape["model"] = s.model;  // only mixed profiles carry it
+    shapes.push_back(std::move(shape));
   }
   return {{"model", profile.model}, {"hardware", profile.hardware}, {"shapes", shapes}};
 }

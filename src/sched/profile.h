@@ -14,6 +14,9 @@ namespace ditserve::sched {
 
 struct ShapeProfile {
   std::string name;  // what workloads and traces call this shape, e.g. "720p" or "1024x1024"
+  // The model serving this shape when a profile mixes models (e.g. Open-Sora and Wan on
+  // one cluster); empty: the profile's model. Shapes are still told apart by name alone.
+  std::string model;
   int height = 0;
   int width = 0;
   int frames = 1;                  // 1 for images
@@ -51,6 +54,8 @@ struct Profile {
   int shape_index(const std::string& name, const std::string& where) const;
   int find_shape(const std::string& name) const;  // -1 if absent
   const ShapeProfile& shape(int index) const { return shapes.at(index); }
+  // The model of shape `index`: its own model field, else the profile's.
+  const std::string& model_of(int index) const;
   // Throws InvalidInput if some shape has a DoP above `devices`.
   void check_fits(int devices) const;
 };

@@ -19,6 +19,9 @@ struct RequestSpec {
   int steps = 0;   // denoising steps
   double arrival = 0;
   double deadline = kNoDeadline;
+  // Higher is served first among requests waiting for devices (docs/SCHEDULING.md,
+  // "Priority"); equal priorities leave each policy's own order as it is.
+  int priority = 0;
 };
 
 enum class Phase {

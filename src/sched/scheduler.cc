@@ -62,6 +62,7 @@ Scheduler::Scheduler(const Profile& profile, ClusterConfig cluster, std::unique_
   state_.profile = &profile_;
   state_.owner.assign(cluster_.devices, -1);
   state_.alive.assign(cluster_.devices, true);
+  may_return_.assign(cluster_.devices, false);
   encoder_owner_.assign(cluster_.encoders, -1);
 }
 
@@ -90,12 +91,13 @@ int Scheduler::on_event(const Event& e) {
       r.spec = e.spec;
       r.spec.arrival = e.time;
       state_.requests.push_back(r);
+      if (e.spec.priority != 0) state_.any_priority = true;
       if (e.spec.shape < 0 || e.spec.shape >= static_cast<int>(profile_.shapes.size()))
         pending_rejects_.emplace_back(idx, "shape not in the profile");
       else if (e.spec.steps < 1)
         pending_rejects_.emplace_back(idx, "steps must be >= 1");
       else
-        encode_queue_.push_back(idx);
+        encode_queue_.emplace(-std::int64_t{e.spec.priority}, idx);
       return idx;
     }
     case EventKind::kEncodeDone: {
@@ -105,6 +107,7 @@ int Scheduler::on_event(const Event& e) {
       r.phase = Phase::kReady;
       r.encode_done = e.time;
       state_.ready.insert(e.request);
+      entered_wait(e.request);
       break;
     }
     case EventKind::kStepsDone: {
@@ -122,6 +125,7 @@ int Scheduler::on_event(const Event& e) {
         state_.ready.insert(e.request);
         if (r.held) state_.held_ready.insert(e.request);
       }
+      entered_wait(e.request);
       break;
     }
     case EventKind::kDecodeDone: {
@@ -136,6 +140,8 @@ int Scheduler::on_event(const Event& e) {
       if (e.device < 0 || e.device >= static_cast<int>(state_.alive.size()))
         fail<InvalidInput>("device lost: unknown device ", e.device);
       state_.alive[e.device] = false;
+      may_return_[e.device] = !e.for_good;
+      check_all_ = true;
       const int victim = state_.owner[e.device];
       if (victim >= 0) {
         RequestState& r = state_.requests[victim];
@@ -162,14 +168,41 @@ int Scheduler::on_event(const Event& e) {
       if (e.device >= static_cast<int>(state_.alive.size())) {
         state_.alive.resize(e.device + 1, false);
         state_.owner.resize(e.device + 1, -1);
+        may_return_.resize(e.device + 1, false);
       }
       state_.alive[e.device] = true;
+      may_return_[e.device] = false;
+      check_all_ = true;
       break;
     }
     case EventKind::kTick:
       break;
   }
   return -1;
+}
+
+void Scheduler::entered_wait(int r) { unchecked_.push_back(r); }
+
+void Scheduler::reject_unservable(std::vector<Action>& out) {
+  std::vector<int> check;
+  if (check_all_) {
+    check.assign(state_.ready.begin(), state_.ready.end());
+    check.insert(check.end(), state_.await_decode.begin(), state_.await_decode.end());
+  } else {
+    check.swap(unchecked_);
+  }
+  unchecked_.clear();
+  check_all_ = false;
+  // With every device in service the policy can serve every request (check() said so);
+  // while a device may come back, requests wait for it.
+  if (state_.alive_count() == static_cast<int>(state_.alive.size())) return;
+  if (std::find(may_return_.begin(), may_return_.end(), true) != may_return_.end()) return;
+  for (const int idx : check) {
+    const Phase p = state_.requests[idx].phase;
+    if (p != Phase::kReady && p != Phase::kAwaitDecode) continue;  // moved on since
+    const std::string why = policy_->unservable(state_, idx);
+    if (!why.empty()) reject(idx, why, out);
+  }
 }
 
 void Scheduler::reject(int idx, const std::string& reason, std::vector<Action>& out) {
@@ -260,8 +293,8 @@ std::vector<Action> Scheduler::schedule() {
   pending_rejects_.clear();
   for (std::size_t e = 0; e < encoder_owner_.size() && !encode_queue_.empty(); ++e) {
     if (encoder_owner_[e] >= 0) continue;
-    const int idx = encode_queue_.front();
-    encode_queue_.pop_front();
+    const int idx = encode_queue_.begin()->second;
+    encode_queue_.erase(encode_queue_.begin());
     RequestState& r = state_.requests[idx];
     r.phase = Phase::kEncoding;
     encoder_owner_[e] = idx;
@@ -273,6 +306,7 @@ std::vector<Action> Scheduler::schedule() {
     r.service_s += a.expected_s;
     out.push_back(std::move(a));
   }
+  reject_unservable(out);
   Decision decision = policy_->decide(state_);
   wake_at_ = decision.wake_at > state_.now ? decision.wake_at : kInf;  // a past one means none
   for (const Action& a : decision.actions) apply(a, out);
@@ -306,7 +340,7 @@ void Scheduler::cancel(int idx, const std::string& reason) {
   const RequestState& r = state_.requests[idx];
   if (r.phase != Phase::kQueued && r.phase != Phase::kReady && r.phase != Phase::kAwaitDecode)
     fail<SchedulerBug>("cannot cancel request ", r.spec.id, " in phase ", phase_name(r.phase));
-  encode_queue_.erase(std::remove(encode_queue_.begin(), encode_queue_.end(), idx), encode_queue_.end());
+  encode_queue_.erase({-std::int64_t{r.spec.priority}, idx});
   std::erase_if(pending_rejects_, [&](const auto& p) { return p.first == idx; });
   std::vector<Action> ignored;
   reject(idx, reason, ignored);
@@ -328,6 +362,7 @@ int Scheduler::add_shape(ShapeProfile shape) {
   check_shape(shape);
   profile_.shapes.push_back(std::move(shape));
   ++profile_.revision;
+  check_all_ = true;
   return static_cast<int>(profile_.shapes.size()) - 1;
 }
 
@@ -338,6 +373,7 @@ void Scheduler::update_shape(int index, ShapeProfile shape) {
   check_shape(shape);
   profile_.shapes[index] = std::move(shape);
   ++profile_.revision;
+  check_all_ = true;
 }
 
 void Scheduler::check_invariants() const {

@@ -1,13 +1,17 @@
 #pragma once
-// The scheduler core: applies events to the state, runs text encodes FIFO on the encoder
-// devices, asks the policy for a decision, checks every action against the state and
-// applies it. The simulator and the runtime drive this same object.
+// The scheduler core: applies events to the state, runs text encodes FIFO (priority
+// first) on the encoder devices, rejects requests the policy can no longer serve on the
+// devices in service, asks the policy for a decision, checks every action against the
+// state and applies it. The simulator and the runtime drive this same object.
 //
 // Driving protocol: feed every event that happens at time t through on_event(), then call
 // schedule() once and execute the returned actions. Times must never go backwards.
 
-#include <deque>
+#include <cstdint>
 #include <memory>
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "sched/action.h"
@@ -29,6 +33,9 @@ class Scheduler {
   // Returns the request index for kArrival, -1 otherwise. A request whose spec is
   // impossible (unknown shape, no steps) is rejected at the next schedule().
   int on_event(const Event& event);
+  // While devices are out of service and none of them may come back (Event::for_good),
+  // first rejects the waiting requests the policy can no longer serve (Policy::unservable:
+  // kReject with its reason); then starts encodes and applies the policy's decision.
   std::vector<Action> schedule();
   // Rejects every request not yet terminal (e.g. at the end of a simulation).
   std::vector<Action> reject_all(const std::string& reason);
@@ -56,15 +63,23 @@ class Scheduler {
   void apply(const Action& a, std::vector<Action>& out);
   void release(RequestState& r);
   void reject(int r, const std::string& reason, std::vector<Action>& out);
+  void reject_unservable(std::vector<Action>& out);
+  void entered_wait(int r);
   void check_shape(const ShapeProfile& shape) const;
 
   Profile profile_;
   ClusterConfig cluster_;
   std::unique_ptr<Policy> policy_;
   SchedState state_;
-  std::deque<int> encode_queue_;
+  // (-priority, request): highest priority first, then arrival order.
+  std::set<std::pair<std::int64_t, int>> encode_queue_;
   std::vector<int> encoder_owner_;
   std::vector<std::pair<int, std::string>> pending_rejects_;
+  // Requests to ask Policy::unservable about at the next schedule(): those that became
+  // kReady or kAwaitDecode since, or all of them after the devices or the profile changed.
+  std::vector<int> unchecked_;
+  bool check_all_ = false;
+  std::vector<bool> may_return_;  // device -> out of service, lost not for good
   double wake_at_;
 };
 

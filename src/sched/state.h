@@ -20,6 +20,9 @@ struct SchedState {
   std::set<int> held_ready;            // the subset that ran a step in the last decision
   std::set<int> await_decode;          // requests in kAwaitDecode, by arrival
   std::set<int> running;               // requests in kStepping or kDecoding
+  // Some request has a nonzero priority: policies then order waiting requests by it
+  // (policy_util.h, waiting_order); while false, arrival order is that order as it is.
+  bool any_priority = false;
 
   bool is_free(int device) const { return alive[device] && owner[device] < 0; }
   std::vector<int> free_devices() const;  // ascending ids

@@ -71,39 +71,30 @@ class TetriServePolicy : public Policy {
   }
 
   void pack_round(const SchedState& s, std::vector<int>& free, Decision& out) {
-    const int cap = static_cast<int>(free.size());
-    // Candidates: the ready requests, earliest deadline first, at most 4 per device so a
-    // flood of arrivals keeps the DP at O(4N x N).
+    // Candidates: the ready requests, earliest deadline first (priority first, as every
+    // policy: policy_util.h), at most 4 per device so a flood of arrivals keeps the DP at
+    // O(4N x N).
     std::vector<int> cand(s.ready.begin(), s.ready.end());
     std::stable_sort(cand.begin(), cand.end(), [&](int a, int b) {
       return s.requests[a].spec.deadline < s.requests[b].spec.deadline;
     });
+    priority_first(s, cand);
     const std::size_t window = 4 * s.owner.size();
     if (cand.size() > window) cand.resize(window);
     const int rn = static_cast<int>(cand.size());
     std::vector<Option> opt(rn);
-    for (int i = 0; i < rn; ++i) opt[i] = plan(s, cand[i], i, rn);
-    // Group knapsack: best[i][c] = best value of the first i requests using <= c devices.
-    std::vector<std::vector<double>> best(rn + 1, std::vector<double>(cap + 1, 0.0));
-    for (int i = 0; i < rn; ++i)
-      for (int c = 0; c <= cap; ++c) {
-        double v = best[i][c] + opt[i].value_idle;
-        if (opt[i].dop <= c) v = std::max(v, best[i][c - opt[i].dop] + opt[i].value_run);
-        best[i + 1][c] = v;
-      }
-    std::vector<int> chosen;
-    for (int i = rn - 1, c = cap; i >= 0; --i) {
-      const bool run = opt[i].dop <= c &&
-                       best[i + 1][c] == best[i][c - opt[i].dop] + opt[i].value_run &&
-                       best[i + 1][c] != best[i][c] + opt[i].value_idle;
-      if (run) {
+    // Priority tiers are packed one after another, highest first, each into the devices
+    // the tiers before it left; with equal priorities there is one tier.
+    std::vector<int> chosen;  // earliest deadline first within each tier
+    int left = static_cast<int>(free.size());
+    for (int lo = 0, hi = 0; lo < rn; lo = hi) {
+      while (hi < rn && s.requests[cand[hi]].spec.priority == s.requests[cand[lo]].spec.priority) ++hi;
+      for (int i = lo; i < hi; ++i) opt[i] = plan(s, cand[i], i - lo, hi - lo);
+      for (int i : pack_tier(opt, lo, hi, left)) {
         chosen.push_back(i);
-        c -= opt[i].dop;
+        left -= opt[i].dop;
       }
     }
-    std::reverse(chosen.begin(), chosen.end());  // earliest deadline first
-    int left = cap;
-    for (int i : chosen) left -= opt[i].dop;
     // Work-conserving scale-up: leftover devices to packed requests that get faster.
     for (bool grew = true; grew && left > 0;) {
       grew = false;
@@ -121,6 +112,33 @@ class TetriServePolicy : public Policy {
       const int r = cand[i];
       out.actions.push_back(step_action(r, take_devices(free, opt[i].dop, s.requests[r].last_group), opt[i].steps));
     }
+  }
+
+  // Group knapsack over opt[lo, hi) with `cap` devices: best[i][c] = best value of the
+  // first i requests using <= c devices. Returns the indices that run, ascending.
+  static std::vector<int> pack_tier(const std::vector<Option>& opt, int lo, int hi, int cap) {
+    const int rn = hi - lo;
+    std::vector<std::vector<double>> best(rn + 1, std::vector<double>(cap + 1, 0.0));
+    for (int i = 0; i < rn; ++i) {
+      const Option& o = opt[lo + i];
+      for (int c = 0; c <= cap; ++c) {
+        double v = best[i][c] + o.value_idle;
+        if (o.dop <= c) v = std::max(v, best[i][c - o.dop] + o.value_run);
+        best[i + 1][c] = v;
+      }
+    }
+    std::vector<int> chosen;
+    for (int i = rn - 1, c = cap; i >= 0; --i) {
+      const Option& o = opt[lo + i];
+      const bool run = o.dop <= c && best[i + 1][c] == best[i][c - o.dop] + o.value_run &&
+                       best[i + 1][c] != best[i][c] + o.value_idle;
+      if (run) {
+        chosen.push_back(lo + i);
+        c -= o.dop;
+      }
+    }
+    std::reverse(chosen.begin(), chosen.end());
+    return chosen;
   }
 
   int steps_in_round(const ShapeProfile& shape, int dop, int left) const {

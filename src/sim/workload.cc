@@ -14,6 +14,11 @@ namespace ditserve::sim {
 using sched::fail;
 using sched::InvalidInput;
 
+namespace {
+// Any int would do for the scheduler; a bound keeps a typo (1e12) from wrapping around.
+constexpr int kMinPriority = -1000000, kMaxPriority = 1000000;
+}  // namespace
+
 std::vector<MixEntry> parse_mix(const std::string& text, const sched::Profile& profile) {
   std::vector<MixEntry> mix;
   if (text == "uniform" || text == "skewed") {
@@ -32,17 +37,33 @@ std::vector<MixEntry> parse_mix(const std::string& text, const sched::Profile& p
     const auto colon = item.find(':');
     const std::string name = item.substr(0, colon);
     double w = 1;
+    int steps = 0;
     if (colon != std::string::npos) {
+      const auto second = item.find(':', colon + 1);
+      const std::string weight = item.substr(colon + 1, second == std::string::npos
+                                                            ? std::string::npos
+                                                            : second - colon - 1);
       std::size_t used = 0;
       try {
-        w = std::stod(item.substr(colon + 1), &used);
+        w = std::stod(weight, &used);
       } catch (const std::exception&) {
         used = 0;
       }
-      if (used == 0 || used != item.size() - colon - 1 || !(w > 0))
+      if (used == 0 || used != weight.size() || !(w > 0))
         fail<InvalidInput>("--mix entry '", item, "': the weight must be a number > 0");
+      if (second != std::string::npos) {
+        const std::string count = item.substr(second + 1);
+        used = 0;
+        try {
+          steps = std::stoi(count, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != count.size() || steps < 1)
+          fail<InvalidInput>("--mix entry '", item, "': the steps must be an integer >= 1");
+      }
     }
-    mix.push_back({profile.shape_index(name, "--mix entry '" + item + "'"), w});
+    mix.push_back({profile.shape_index(name, "--mix entry '" + item + "'"), w, steps});
   }
   if (mix.empty()) fail<InvalidInput>("--mix: no shapes given");
   return mix;
@@ -76,7 +97,7 @@ std::vector<sched::RequestSpec> generate(const WorkloadSpec& spec, const sched::
     sched::RequestSpec r;
     r.id = static_cast<sched::RequestId>(out.size());
     r.shape = spec.mix[m].shape;
-    r.steps = spec.steps;
+    r.steps = spec.mix[m].steps > 0 ? spec.mix[m].steps : spec.steps;
     r.arrival = t;
     r.deadline = t + spec.slo_scale * profile.shape(r.shape).solo_latency(r.steps);
     out.push_back(r);
@@ -129,6 +150,14 @@ std::vector<sched::RequestSpec> load_trace(const std::string& path, const sched:
     } else {
       r.deadline = r.arrival + slo_scale * profile.shape(r.shape).solo_latency(r.steps);
     }
+    if (j.contains("priority")) {
+      const auto& priority = j["priority"];
+      if (!priority.is_number_integer() || priority.get<double>() < kMinPriority ||
+          priority.get<double>() > kMaxPriority)
+        fail<InvalidInput>(where, ": field 'priority' must be an integer in [", kMinPriority, ", ",
+                           kMaxPriority, "]");
+      r.priority = priority.get<int>();
+    }
     out.push_back(r);
   }
   if (out.empty()) fail<InvalidInput>(path, ": the trace has no requests");
@@ -143,6 +172,7 @@ void write_trace(const std::string& path, const std::vector<sched::RequestSpec>&
     nlohmann::json j = {{"id", r.id}, {"arrival_s", r.arrival}, {"shape", profile.shape(r.shape).name},
                         {"steps", r.steps}};
     if (std::isfinite(r.deadline)) j["deadline_s"] = r.deadline - r.arrival;
+    if (r.priority != 0) j["priority"] = r.priority;
     out << j.dump() << "\n";
   }
 }

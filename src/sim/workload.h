@@ -14,6 +14,7 @@ namespace ditserve::sim {
 struct MixEntry {
   int shape = -1;  // index into the profile
   double weight = 1;
+  int steps = 0;   // denoising steps of this shape's requests; 0: the workload's steps
 };
 
 enum class Arrivals { kPoisson, kGamma };
@@ -31,12 +32,15 @@ struct WorkloadSpec {
 };
 
 // "uniform" (all profile shapes alike), "skewed" (p ~ exp(L / L_max), L = h x w x frames:
-// TetriServe's skew), or "name:weight,name:weight,...". Throws naming the bad entry.
+// TetriServe's skew), or "name:weight,name:weight:steps,..." (steps: that shape's own step
+// count, e.g. Wan's 50 beside Open-Sora's 30 in a mixed profile). Throws naming the bad
+// entry.
 std::vector<MixEntry> parse_mix(const std::string& text, const sched::Profile& profile);
 std::vector<sched::RequestSpec> generate(const WorkloadSpec& spec, const sched::Profile& profile);
 
-// One JSON object per line: {"id", "arrival_s", "shape", "steps", "deadline_s"?}; a missing
-// deadline_s is slo_scale x solo latency. Throws naming the file, line and field.
+// One JSON object per line: {"id", "arrival_s", "shape", "steps", "deadline_s"?,
+// "priority"?}; a missing deadline_s is slo_scale x solo latency, a missing priority 0.
+// Throws naming the file, line and field.
 std::vector<sched::RequestSpec> load_trace(const std::string& path, const sched::Profile& profile,
                                            double slo_scale);
 void write_trace(const std::string& path, const std::vector<sched::RequestSpec>& requests,

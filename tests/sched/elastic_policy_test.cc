@@ -1,7 +1,7 @@
 // elastic's rules on hand-made scenarios (docs/SCHEDULING.md): work-conserving growth past
 // B only while nothing waits, largest projected latency first among requests that can wait
-// (an old request is not starved), urgent requests first, and no shrinking of a running
-// request without need.
+// (an old request is not starved), urgent requests first (counting another request's long
+// step in the urgency of a short one), and no shrinking of a running request without need.
 
 #include <gtest/gtest.h>
 
@@ -107,6 +107,34 @@ TEST(ElasticPolicy, AnUrgentRequestGoesBeforeAnOlderOneThatCanWait) {
   const Decision d = decide(b);
   EXPECT_EQ(devices_of(d, small), 1);
   EXPECT_EQ(devices_of(d, large), 0);
+}
+
+TEST(ElasticPolicy, AShortRequestCountsALongStepOfAnotherInItsUrgency) {
+  // A Wan-14B-like shape whose one-device step takes 40 s (B = 1 on one device).
+  Profile p = profile();
+  p.shapes.push_back(testing::make_shape("huge", {{1, 40000}, {2, 20500}, {4, 10500}}, 400));
+  const int kHuge = 3;
+  // The small request (0.601 s of work) has a 90 s span and 38 s of slack: above 40% of
+  // its span, so without the rule it could wait, and the huge request, whose projected
+  // latency is far larger, would take the device for a 40 s step and make it miss.
+  // The 40 s step is over a fifth of its span, so it is urgent: 38 < 0.4 x 90 + 40.
+  StateBuilder b(p, 1);
+  const int huge = b.add(kHuge, 10, 0, 1000.0, Phase::kReady);
+  const int small = b.add(kSmall, 10, 1, 91.0, Phase::kReady);
+  b.at(91.0 - 0.601 - 38.0);
+  Decision d = make_policy("elastic", {})->decide(b.state());
+  EXPECT_EQ(devices_of(d, small), 1);
+  EXPECT_EQ(devices_of(d, huge), 0);
+
+  // A span of 210 s is long next to the step (40 s <= 0.2 x 210): 90 s of slack is above
+  // 40% of it, so the request can wait and the huge one goes first.
+  StateBuilder b2(p, 1);
+  const int huge2 = b2.add(kHuge, 10, 0, 1000.0, Phase::kReady);
+  const int small2 = b2.add(kSmall, 10, 1, 211.0, Phase::kReady);
+  b2.at(211.0 - 0.601 - 90.0);
+  d = make_policy("elastic", {})->decide(b2.state());
+  EXPECT_EQ(devices_of(d, huge2), 1);
+  EXPECT_EQ(devices_of(d, small2), 0);
 }
 
 TEST(ElasticPolicy, ARunningRequestThatIsNotUrgentKeepsItsDop) {

@@ -77,6 +77,29 @@ TEST(Profile, MalformedInputNamesTheField) {
   EXPECT_NE(error_of(j).find("missing field 'model'"), std::string::npos) << error_of(j);
 }
 
+// One profile may hold the shapes of several models (Open-Sora and Wan on one cluster):
+// a shape's optional "model" overrides the profile's; profiles without it are unchanged.
+TEST(Profile, ShapesMayNameTheirOwnModel) {
+  json j = valid_profile();
+  j["model"] = "opensora-v1.2+wan2.1-t2v";
+  j["shapes"][0]["model"] = "opensora-v1.2";
+  j["shapes"].push_back(json::parse(R"({"name": "wan1.3b-480p", "model": "wan2.1-t2v-1.3b",
+      "height": 480, "width": 832, "frames": 81, "step_ms": {"1": 1567.8, "2": 873.2},
+      "encode_ms": 247.7, "decode_ms": {"1": 859.5}})"));
+  const Profile p = parse_profile(j, "mixed.json");
+  ASSERT_EQ(p.shapes.size(), 3u);
+  EXPECT_EQ(p.model_of(0), "opensora-v1.2");
+  EXPECT_EQ(p.model_of(1), "opensora-v1.2+wan2.1-t2v");  // no field: the profile's model
+  EXPECT_EQ(p.model_of(p.shape_index("wan1.3b-480p", "test")), "wan2.1-t2v-1.3b");
+  const Profile q = parse_profile(profile_to_json(p), "again");
+  EXPECT_EQ(q.shapes[2].model, "wan2.1-t2v-1.3b");
+  EXPECT_TRUE(q.shapes[1].model.empty());
+  const json plain = profile_to_json(parse_profile(valid_profile(), "p.json"));
+  EXPECT_FALSE(plain["shapes"][0].contains("model"));  // unchanged for one-model profiles
+  j["shapes"][2]["model"] = 3;
+  EXPECT_NE(error_of(j).find("shapes[2].model"), std::string::npos) << error_of(j);
+}
+
 TEST(Profile, LoadNamesTheFileOnBadJson) {
   const std::string path = ::testing::TempDir() + "/bad_profile.json";
   std::ofstream(path) << "{\"model\": ";

@@ -38,6 +38,10 @@ class StateBuilder {
     if (phase == sched::Phase::kStepping || phase == sched::Phase::kDecoding) state_.running.insert(idx);
     return idx;
   }
+  void prioritise(int request, int priority) {
+    state_.requests[request].spec.priority = priority;
+    if (priority != 0) state_.any_priority = true;
+  }
   void at(double now) { state_.now = now; }
   const sched::SchedState& state() const { return state_; }
   sched::SchedState& mutable_state() { return state_; }

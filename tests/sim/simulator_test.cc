@@ -64,6 +64,32 @@ TEST(Simulator, RandomSimulationsKeepEveryInvariantAndFinishEveryRequest) {
       }
 }
 
+// Under overload, the requests marked priority 1 wait far less than the rest, whatever
+// the policy (docs/SCHEDULING.md, "Priority").
+TEST(Simulator, HigherPriorityRequestsWaitLessUnderLoad) {
+  const auto p = testing::small_large_profile();
+  auto w = workload(p, 6, 200, 4);
+  for (std::size_t i = 0; i < w.size(); i += 4) w[i].priority = 1;
+  SimOptions o;
+  o.devices = 4;
+  o.check_invariants = true;
+  for (const char* policy : kPolicies) {
+    const SimResult r = simulate(p, policy, w, o);
+    double wait[2] = {0, 0};
+    int count[2] = {0, 0};
+    for (std::size_t i = 0; i < r.requests.size(); ++i) {
+      const RequestRecord& rec = r.requests[i];
+      ASSERT_TRUE(rec.completed) << policy;
+      const int high = i % 4 == 0;
+      wait[high] += rec.latency() - rec.service_s;
+      ++count[high];
+    }
+    const double others = wait[0] / count[0], high = wait[1] / count[1];
+    EXPECT_GT(others, 1.0) << policy << ": the load must make requests queue";
+    EXPECT_LT(high, 0.5 * others) << policy << ": " << high << " s vs " << others << " s";
+  }
+}
+
 TEST(Simulator, OneRequestTakesExactlyItsProfiledTime) {
   const auto p = testing::small_large_profile();
   sched::RequestSpec r{1, 1, 10, 2.0, sched::kNoDeadline};
@@ -139,6 +165,38 @@ TEST(Simulator, AllDevicesLostRejectsWithAReason) {
     EXPECT_FALSE(rec.completed);
     EXPECT_NE(rec.reject_reason.find("never scheduled"), std::string::npos);
   }
+}
+
+// Devices lost for good that leave static:2 no whole group: what had not finished is
+// rejected with the cause at once (not "never scheduled" at the end); ddit runs on.
+TEST(Simulator, DevicesLostForGoodRejectWhatThePolicyCanNoLongerRun) {
+  const auto p = testing::small_large_profile();
+  SimOptions o;
+  o.devices = 4;
+  o.check_invariants = true;
+  for (const int d : {1, 2}) {
+    o.device_events.push_back(device_event(EventKind::kDeviceLost, 2.0, d));
+    o.device_events.back().for_good = true;
+  }
+  const auto w = workload(p, 2, 40, 1);
+  const SimResult st = simulate(p, "static:2", w, o);
+  int completed = 0, rejected = 0;
+  for (const auto& rec : st.requests) {
+    if (rec.completed) {
+      ++completed;
+      continue;
+    }
+    ++rejected;
+    EXPECT_EQ(rec.reject_reason,
+              "policy static:2 needs a group of 2 devices with all of them in service, none is left "
+              "(2 devices in service)");
+    EXPECT_GE(rec.finish, 2.0);
+    EXPECT_LT(rec.finish - std::max(2.0, rec.arrival), 0.5);  // at the loss, or once encoded
+  }
+  EXPECT_GT(completed, 0);
+  EXPECT_GT(rejected, 0);
+  const SimResult dd = simulate(p, "ddit", w, o);
+  for (const auto& rec : dd.requests) EXPECT_TRUE(rec.completed) << rec.reject_reason;
 }
 
 TEST(Simulator, DopAboveTheDeviceCountIsAnError) {

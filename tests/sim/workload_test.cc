@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -85,6 +86,38 @@ TEST(Workload, MixPresetsAndErrors) {
   EXPECT_THROW(generate(w, p), InvalidInput);  // no limit
 }
 
+// name:weight:steps gives one shape its own step count (Wan's 50 beside Open-Sora's 30);
+// the others keep the workload's, and each deadline follows its own steps.
+TEST(Workload, MixEntriesMayCarryTheirOwnSteps) {
+  const auto p = testing::small_large_profile();
+  const auto mix = parse_mix("small:3,large:1:50", p);
+  ASSERT_EQ(mix.size(), 2u);
+  EXPECT_EQ(mix[0].steps, 0);
+  EXPECT_DOUBLE_EQ(mix[1].weight, 1.0);
+  EXPECT_EQ(mix[1].steps, 50);
+  WorkloadSpec w = spec_for(p);
+  w.mix = mix;
+  const auto rs = generate(w, p);
+  int small = 0, large = 0;
+  for (const auto& r : rs) {
+    const bool is_large = r.shape == p.shape_index("large", "test");
+    EXPECT_EQ(r.steps, is_large ? 50 : w.steps);
+    EXPECT_NEAR(r.deadline - r.arrival, w.slo_scale * p.shape(r.shape).solo_latency(r.steps),
+                1e-9);
+    (is_large ? large : small) += 1;
+  }
+  EXPECT_GT(small, 0);
+  EXPECT_GT(large, 0);
+  for (const char* bad : {"large:1:0", "large:1:x", "large:1:2.5", "large::50", "large:1:"}) {
+    try {
+      parse_mix(bad, p);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const InvalidInput& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+}
+
 std::string write(const std::string& name, const std::string& text) {
   const std::string path = ::testing::TempDir() + "/" + name;
   std::ofstream(path) << text;
@@ -117,6 +150,37 @@ TEST(Trace, RoundTripsAndDefaultsTheDeadline) {
   ASSERT_EQ(back.size(), 2u);
   EXPECT_EQ(back[1].shape, 0);
   EXPECT_NEAR(back[1].deadline, rs[1].deadline, 1e-9);
+}
+
+TEST(Trace, PriorityIsOptionalAndRoundTrips) {
+  const auto p = testing::small_large_profile();
+  const std::string path = write("prio.jsonl",
+      "{\"id\": 1, \"arrival_s\": 0, \"shape\": \"small\", \"steps\": 3, \"priority\": 5}\n"
+      "{\"id\": 2, \"arrival_s\": 1, \"shape\": \"small\", \"steps\": 3}\n"
+      "{\"id\": 3, \"arrival_s\": 2, \"shape\": \"large\", \"steps\": 3, \"priority\": -2}\n");
+  const auto rs = load_trace(path, p, 3.0);
+  ASSERT_EQ(rs.size(), 3u);
+  EXPECT_EQ(rs[0].priority, 5);
+  EXPECT_EQ(rs[1].priority, 0);  // the default
+  EXPECT_EQ(rs[2].priority, -2);
+  const std::string again = ::testing::TempDir() + "/prio-again.jsonl";
+  write_trace(again, rs, p);
+  std::ifstream in(again);
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  EXPECT_NE(first.find("\"priority\":5"), std::string::npos) << first;
+  EXPECT_EQ(second.find("priority"), std::string::npos) << second;  // 0 is not written
+  const auto back = load_trace(again, p, 3.0);
+  ASSERT_EQ(back.size(), 3u);
+  for (std::size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(back[i].priority, rs[i].priority);
+
+  const std::string ok = "{\"id\": 1, \"arrival_s\": 0, \"shape\": \"small\", \"steps\": 3}\n";
+  for (const char* bad : {"\"high\"", "1.5", "1e12", "18446744073709551615"}) {
+    const std::string m = trace_error(ok + "{\"id\": 2, \"arrival_s\": 1, \"shape\": \"small\", \"steps\": 3, "
+                                           "\"priority\": " + bad + "}\n");
+    EXPECT_NE(m.find(":2: field 'priority' must be an integer"), std::string::npos) << bad << ": " << m;
+  }
 }
 
 TEST(Trace, MalformedLinesNameTheLineAndField) {
