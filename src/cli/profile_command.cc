@@ -1,7 +1,8 @@
 // ditserve profile: measures, on the devices given, what the scheduler needs to know about
 // one model (sched/profile.h, docs/SCHEDULING.md): the denoising step time of every
-// (shape, DoP) on the elastic sequence-parallel path, the patch-parallel VAE decode time
-// per DoP, the text-encode time and the cost of moving a request's state between groups.
+// (shape, DoP) on the elastic sequence-parallel path (STDiT3: frame/position parallel;
+// Wan: Ulysses), the patch-parallel VAE decode time per DoP, the text-encode time and the
+// cost of moving a request's state between groups.
 // Each figure is the median of --steps-timed runs after --warmup untimed ones. The JSON it
 // writes is the one `ditserve simulate --profile` reads.
 
@@ -23,7 +24,11 @@
 #include "kernels/backend.h"
 #include "models/opensora_vae.h"
 #include "models/stdit3.h"
+#include "models/wan_transformer.h"
+#include "models/wan_vae.h"
+#include "parallel/replicate.h"
 #include "parallel/spatial_shards.h"
+#include "parallel/ulysses.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/sharded_generation.h"
 #include "sched/profile.h"
@@ -91,8 +96,10 @@ bool named_resolution(const std::string& name, std::int64_t* h, std::int64_t* w)
 
 std::int64_t round_up(std::int64_t v, std::int64_t m) { return (v + m - 1) / m * m; }
 
-// "144p:51" or "WxH:frames" (frames default 1 for WxH, 51 for named resolutions).
-std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multiple) {
+// "144p:51" or "WxH:frames" (frames default 1 for WxH, `named_frames` for named
+// resolutions: 51 for Open-Sora, 81 for Wan).
+std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multiple,
+                                    std::int64_t named_frames) {
   std::vector<ShapeSpec> out;
   const std::vector<std::string> items = split(text);
   if (items.empty())
@@ -104,7 +111,7 @@ std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multip
     s.frames =
         colon == std::string::npos ? 0 : parse_count(item.substr(colon + 1), "--shapes", item);
     if (named_resolution(size, &s.height, &s.width)) {
-      if (s.frames == 0) s.frames = 51;
+      if (s.frames == 0) s.frames = named_frames;
       s.name = size;
     } else {
       const auto x = size.find('x');
@@ -177,12 +184,39 @@ DeviceGroup first_ranks(int k) {
   return g;
 }
 
+// One Wan denoising step on `group` (what the runtime's group step does): the leader
+// prepares the inputs, every member gets a copy, Ulysses runs the DiT on the batch [z, z],
+// the leader applies guidance and the sampler update. One member: the plain step.
+void wan_group_step(Fabric& fabric, const DeviceGroup& group,
+                    const std::vector<WanTransformer*>& dits, GenerationState& state) {
+  Backend& leader = fabric.device(group.ranks[0]);
+  if (group.size() == 1) {
+    state.step(leader, *dits[static_cast<std::size_t>(group.ranks[0])]);
+    return;
+  }
+  const DenoiseInputs in = state.next_inputs(leader);
+  const auto everywhere = [&](const Tensor& t) { return replicate(fabric, group, t, 0); };
+  const std::vector<Tensor> latents = everywhere(in.latents);
+  const std::vector<Tensor> timesteps = everywhere(in.timesteps);
+  const std::vector<Tensor> captions = everywhere(in.captions);
+  const std::vector<Tensor> lengths = everywhere(in.caption_lengths);
+  std::vector<std::unique_ptr<FullAttentionStages>> owned;
+  std::vector<FullAttentionStages*> stages;
+  for (std::size_t i = 0; i < group.ranks.size(); ++i) {
+    DenoiseInputs mine = in;
+    mine.latents = latents[i];
+    mine.timesteps = timesteps[i];
+    mine.captions = captions[i];
+    mine.caption_lengths = lengths[i];
+    owned.push_back(dits[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine));
+    stages.push_back(owned.back().get());
+  }
+  UlyssesParallel scheme;
+  state.advance(leader, scheme.forward(fabric, group, stages));
+}
+
 void run(const ProfileArgs& a) {
   const ModelSpec spec = find_model(a.model);
-  if (spec.is_wan()) {
-    throw InvalidArgument("--model: profile measures the Open-Sora family's elastic path; " +
-                          spec.name + " is a Wan model");
-  }
   const std::vector<std::string> device_names = split(a.devices);
   if (device_names.empty()) throw InvalidArgument("--devices: no device given (e.g. cpu:0,cpu:1)");
   std::vector<Device> devices;
@@ -199,7 +233,8 @@ void run(const ProfileArgs& a) {
   }
   const int n = static_cast<int>(devices.size());
   const std::vector<int> dops = parse_dops(a.dops, n);
-  const std::vector<ShapeSpec> shapes = parse_shapes(a.shapes, spec.size_multiple());
+  const std::vector<ShapeSpec> shapes =
+      parse_shapes(a.shapes, spec.size_multiple(), spec.is_wan() ? 81 : 51);
   if (a.steps_timed < 1)
     throw InvalidArgument("--steps-timed: must be >= 1, got " + std::to_string(a.steps_timed));
   if (a.warmup < 0)
@@ -238,16 +273,32 @@ void run(const ProfileArgs& a) {
   std::fprintf(stderr, "profile: loading %s on %d device(s)\n", spec.name.c_str(), dops.back());
   Pipeline pipeline(spec, *backends[0], weights);
   std::vector<LoadedModel> replicas;  // ranks 1.. of the largest DoP
-  std::vector<STDiT3*> dits = {dynamic_cast<STDiT3*>(&pipeline.transformer())};
+  // Member r's DiT (its replica on rank r): STDiT3 for Open-Sora, WanTransformer for Wan.
+  std::vector<DiffusionTransformer*> members = {&pipeline.transformer()};
   for (int r = 1; r < dops.back(); ++r) {
     replicas.push_back(load_model(spec, *backends[static_cast<std::size_t>(r)], weights));
-    dits.push_back(dynamic_cast<STDiT3*>(replicas.back().transformer.get()));
+    members.push_back(replicas.back().transformer.get());
+  }
+  std::vector<STDiT3*> dits;
+  std::vector<WanTransformer*> wan_dits;
+  for (DiffusionTransformer* m : members) {
+    dits.push_back(dynamic_cast<STDiT3*>(m));
+    wan_dits.push_back(dynamic_cast<WanTransformer*>(m));
   }
   auto* vae = dynamic_cast<OpenSoraVAE*>(&pipeline.vae());
-  for (const STDiT3* dit : dits) {
-    if (dit == nullptr || vae == nullptr)
-      throw InvalidArgument("--model: " + spec.name + " is not an STDiT3 + Open-Sora VAE model");
+  auto* wan_vae = dynamic_cast<WanVAE*>(&pipeline.vae());
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const bool opensora = dits[i] != nullptr && vae != nullptr;
+    const bool wan = wan_dits[i] != nullptr && wan_vae != nullptr;
+    if (!opensora && !wan) {
+      throw InvalidArgument("--model: " + spec.name +
+                            " is neither an STDiT3 + Open-Sora VAE nor a Wan DiT + Wan VAE model");
+    }
   }
+  const auto decode = [&](SpatialShardContext& ctx, const Tensor& latents, std::int64_t frames) {
+    if (wan_vae != nullptr) return wan_vae->decode_patch_parallel(ctx, latents, frames);
+    return vae->decode_patch_parallel(ctx, latents, frames);
+  };
 
   const std::string prompt = "a red paper boat drifts down a rain-filled street at dusk";
   std::optional<Captions> captions;
@@ -283,14 +334,21 @@ void run(const ProfileArgs& a) {
 
     for (const int dop : dops) {
       const DeviceGroup group = first_ranks(dop);
-      ShardedGenerationState state = ShardedGenerationState::shard(fabric, start, 0, group);
-      FramePositionParallel scheme;
-      const auto prepare = [&](int member, const DenoiseInputs& in) {
-        return dits[static_cast<std::size_t>(group.ranks[static_cast<std::size_t>(member)])]
-            ->prepare_stages(in);
-      };
-      sp.step_s[dop] = measure(
-          a.warmup, a.steps_timed, [&] { state.step(fabric, scheme, prepare); }, sync_all);
+      if (spec.is_wan()) {
+        GenerationState state = pipeline.start(request, *captions);
+        sp.step_s[dop] = measure(
+            a.warmup, a.steps_timed, [&] { wan_group_step(fabric, group, wan_dits, state); },
+            sync_all);
+      } else {
+        ShardedGenerationState state = ShardedGenerationState::shard(fabric, start, 0, group);
+        FramePositionParallel scheme;
+        const auto prepare = [&](int member, const DenoiseInputs& in) {
+          return dits[static_cast<std::size_t>(group.ranks[static_cast<std::size_t>(member)])]
+              ->prepare_stages(in);
+        };
+        sp.step_s[dop] = measure(
+            a.warmup, a.steps_timed, [&] { state.step(fabric, scheme, prepare); }, sync_all);
+      }
       std::fprintf(stderr, "profile: %s step DoP %d: %.3f ms\n", s.name.c_str(), dop,
                    sp.step_s[dop] * 1e3);
     }
@@ -304,24 +362,32 @@ void run(const ProfileArgs& a) {
       }
       SpatialShardContext ctx(fabric, first_ranks(dop));
       sp.decode_s[dop] = measure(
-          a.warmup, a.steps_timed, [&] { vae->decode_patch_parallel(ctx, latents, s.frames); },
-          sync_all);
+          a.warmup, a.steps_timed, [&] { decode(ctx, latents, s.frames); }, sync_all);
       std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms\n", s.name.c_str(), dop,
                    sp.decode_s[dop] * 1e3);
     }
 
-    // A whole request (latents and captions) between two disjoint one-device groups.
+    // A whole request (latents and captions; Wan: the sampler history too) between two
+    // disjoint one-device groups.
     if (n >= 2) {
-      ShardedGenerationState state =
-          ShardedGenerationState::shard(fabric, start, 0, DeviceGroup{{0}});
       bool on_first = true;
-      sp.move_s = measure(
-          a.warmup, a.steps_timed,
-          [&] {
-            state.move_to(fabric, DeviceGroup{{on_first ? 1 : 0}});
-            on_first = !on_first;
-          },
-          sync_all);
+      std::function<void()> move;
+      std::optional<ShardedGenerationState> sharded;
+      std::optional<GenerationState> whole;
+      if (spec.is_wan()) {
+        whole = pipeline.start(request, *captions);
+        move = [&] {
+          whole->move_to(*backends[on_first ? 0 : 1], *backends[on_first ? 1 : 0]);
+          on_first = !on_first;
+        };
+      } else {
+        sharded = ShardedGenerationState::shard(fabric, start, 0, DeviceGroup{{0}});
+        move = [&] {
+          sharded->move_to(fabric, DeviceGroup{{on_first ? 1 : 0}});
+          on_first = !on_first;
+        };
+      }
+      sp.move_s = measure(a.warmup, a.steps_timed, move, sync_all);
       std::fprintf(stderr, "profile: %s move %s -> %s: %.3f ms\n", s.name.c_str(),
                    device_names[0].c_str(), device_names[1].c_str(), sp.move_s * 1e3);
     }
@@ -344,7 +410,9 @@ void add_profile_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "profile",
       "Measure step, decode, encode and move times per shape and DoP (scheduler profile JSON)");
-  cmd->add_option("--model", args->model, "Model: opensora-v1.2 or tiny")->capture_default_str();
+  cmd->add_option("--model", args->model,
+                  "Model: opensora-v1.2, tiny, wan2.1-t2v-1.3b, wan2.1-t2v-14b or tiny-wan")
+      ->capture_default_str();
   cmd->add_option("--devices", args->devices, "Devices, e.g. cuda:0,cuda:1 or cpu:0,cpu:1")
       ->required();
   cmd->add_option(

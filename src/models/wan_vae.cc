@@ -202,18 +202,20 @@ std::int64_t WanVAE::latent_frames(std::int64_t frames) const {
   return wan_vae_latent_frames(cfg_, frames);
 }
 
-Tensor WanVAE::decode_chunk(const Tensor& x, TemporalCache* cache) const {
-  const auto slot = [cache] { return cache != nullptr ? &cache->next() : nullptr; };
-  Tensor h = conv_in_.forward(be_, x, slot());
-  h = mid_res_[0].forward(be_, h, cache);
-  h = mid_attn_[0].forward(be_, h);
-  h = mid_res_[1].forward(be_, h, cache);
+Bands WanVAE::decode_chunk(SpatialShardContext& ctx, const Bands& x,
+                          const BandCaches& caches) const {
+  Bands h = conv_in_.forward(ctx, x, next_slots(caches));
+  h = mid_res_[0].forward(ctx, h, caches);
+  h = mid_attn_[0].forward(ctx, h);
+  h = mid_res_[1].forward(ctx, h, caches);
   for (const Level& level : levels_) {
-    for (const WanResidualBlock& block : level.res_blocks) h = block.forward(be_, h, cache);
-    if (!level.upsample.empty()) h = level.upsample.front().forward(be_, h, cache);
+    for (const WanResidualBlock& block : level.res_blocks) h = block.forward(ctx, h, caches);
+    if (!level.upsample.empty()) h = level.upsample.front().forward(ctx, h, caches);
   }
-  h = silu(be_, norm_out_.forward(be_, h));
-  return conv_out_.forward(be_, h, slot());
+  h = ctx.map(h, [&](Backend& be, int m, const Tensor& band) {
+    return silu(be, norm_out_.forward(ctx, m, band));
+  });
+  return conv_out_.forward(ctx, h, next_slots(caches));
 }
 
 Tensor WanVAE::prepare(const Tensor& latents) const {
@@ -224,19 +226,41 @@ Tensor WanVAE::prepare(const Tensor& latents) const {
 }
 
 Tensor WanVAE::decode_frames(const Tensor& x, bool chunked) const {
-  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == cfg_.z_dim, "Wan VAE: x is ", x.describe(),
+  SpatialShardContext ctx(be_);
+  return decode_frames(ctx, Bands{x}, chunked).front();
+}
+
+Bands WanVAE::decode_frames(SpatialShardContext& ctx, const Bands& x, bool chunked) const {
+  const Tensor& x0 = x.at(0);
+  DITSERVE_CHECK(x0.dim() == 5 && x0.size(4) == cfg_.z_dim, "Wan VAE: x is ", x0.describe(),
                  "; expected channels-last [N, T', h, w, ", cfg_.z_dim, "]");
-  if (!chunked) return decode_chunk(x, nullptr);
-  TemporalCache cache;
-  std::vector<Tensor> parts;
-  for (std::int64_t t = 0; t < x.size(1); ++t) {
-    cache.rewind();
-    parts.push_back(decode_chunk(contiguous(be_, x.narrow(1, t, 1)), &cache));
+  if (!chunked) return decode_chunk(ctx, x, {});
+  // One cache per band: each band's causal convs carry their own rows of the past frames.
+  std::vector<TemporalCache> caches(static_cast<std::size_t>(ctx.size()));
+  BandCaches band_caches;
+  for (TemporalCache& cache : caches) band_caches.push_back(&cache);
+  std::vector<Bands> parts;
+  for (std::int64_t t = 0; t < x0.size(1); ++t) {
+    for (TemporalCache& cache : caches) cache.rewind();
+    parts.push_back(decode_chunk(ctx, ctx.map(x, [t](Backend& be, int, const Tensor& band) {
+      return contiguous(be, band.narrow(1, t, 1));
+    }), band_caches));
   }
-  return parts.size() == 1 ? parts.front() : concat(be_, parts, 1);
+  return ctx.map(parts.front(), [&](Backend& be, int m, const Tensor& first) {
+    if (parts.size() == 1) return first;
+    std::vector<Tensor> mine;
+    for (const Bands& p : parts) mine.push_back(p[static_cast<std::size_t>(m)]);
+    return concat(be, mine, 1);
+  });
 }
 
 Tensor WanVAE::decode(const Tensor& latents, std::int64_t frames) {
+  SpatialShardContext ctx(be_);
+  return decode_patch_parallel(ctx, latents, frames);
+}
+
+Tensor WanVAE::decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
+                                     std::int64_t frames) {
   DITSERVE_CHECK(latents.defined() && latents.dim() == 5 && latents.size(1) == cfg_.z_dim &&
                      latents.dtype() == DType::f32,
                  "latents: expected f32 [B, ", cfg_.z_dim, ", T', h, w], got ",
@@ -246,9 +270,15 @@ Tensor WanVAE::decode(const Tensor& latents, std::int64_t frames) {
   const std::int64_t expected = latent_frames(frames);
   DITSERVE_CHECK(latents.size(2) == expected, "latents: ", frames, " frames need ", expected,
                  " latent frames, got ", latents.describe());
-  Tensor video = decode_frames(prepare(latents), /*chunked=*/true);  // [B, F, H, W, 3]
-  if (video.dtype() != DType::f32) video = cast(be_, video, DType::f32);
-  return contiguous(be_, video.permute({0, 4, 1, 2, 3}));
+  // [B, F, H_i, W, 3] per band; the post-quant conv is 1x1x1, so it runs before the split.
+  Bands video = decode_frames(ctx, ctx.split(prepare(latents), 2), /*chunked=*/true);
+  if (video.front().dtype() != DType::f32) {
+    video = ctx.map(video, [](Backend& be, int, const Tensor& band) {
+      return cast(be, band, DType::f32);
+    });
+  }
+  Backend& out_be = ctx.backend(0);
+  return contiguous(out_be, ctx.gather(video, 2).permute({0, 4, 1, 2, 3}));
 }
 
 }  // namespace ditserve

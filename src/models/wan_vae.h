@@ -69,12 +69,23 @@ class WanVAE final : public VideoDecoder {
   // REQUIRES latents f32 [B, z_dim, latent_frames(frames), h, w] on the model's device;
   // throws InvalidArgument naming "latents" or "frames" otherwise.
   Tensor decode(const Tensor& latents, std::int64_t frames) override;
+  // decode() patch parallel: every frame is cut into bands of rows over ctx's members
+  // (parallel/spatial_shards.h), each band decoded with its own causal caches, halo rows
+  // exchanged before every spatial conv and the attention's keys and values gathered per
+  // frame; the video is gathered on ctx's member 0. The model's device must be in ctx's
+  // fabric (parameters are copied to the members once per context). On a one-device
+  // context this is decode(), bit for bit. Throws InvalidArgument naming "rows" when the
+  // latents have fewer rows than ctx has members.
+  Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
+                               std::int64_t frames);
 
   // De-normalised latents after the post-quant conv, channels-last [N, T', h, w, z_dim]
   // in the compute dtype -> frames [N, 4(T'-1)+1, 8h, 8w, 3]. chunked: one latent frame at
   // a time with the causal caches (what decode() does); else the whole sequence in one
   // pass, which must give the same values (tests).
   Tensor decode_frames(const Tensor& x, bool chunked) const;
+  // The same on bands of rows (dim 2) of x.
+  Bands decode_frames(SpatialShardContext& ctx, const Bands& x, bool chunked) const;
   // Latents f32 [B, z_dim, T', h, w] -> decode_frames' input (de-normalise, conv2).
   Tensor prepare(const Tensor& latents) const;
   WanVaeLayout layout() const { return layout_; }
@@ -84,7 +95,7 @@ class WanVAE final : public VideoDecoder {
     std::vector<WanResidualBlock> res_blocks;
     std::vector<WanUpsample> upsample;  // empty for the last level
   };
-  Tensor decode_chunk(const Tensor& x, TemporalCache* cache) const;
+  Bands decode_chunk(SpatialShardContext& ctx, const Bands& x, const BandCaches& caches) const;
 
   WanVAEConfig cfg_;
   Backend& be_;

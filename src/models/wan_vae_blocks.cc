@@ -50,6 +50,12 @@ TemporalCache::Slot& TemporalCache::next() {
   return slots_[cursor_++];
 }
 
+std::vector<TemporalCache::Slot*> next_slots(const BandCaches& caches) {
+  std::vector<TemporalCache::Slot*> slots;
+  for (TemporalCache* cache : caches) slots.push_back(&cache->next());
+  return slots;
+}
+
 // ---- WanCausalConv3d -------------------------------------------------------------------
 
 WanCausalConv3d::WanCausalConv3d(const WeightLoader& w, std::int64_t in, std::int64_t out,
@@ -69,19 +75,35 @@ void WanCausalConv3d::append_params(std::vector<ParamSpec>& specs, const std::st
 }
 
 Tensor WanCausalConv3d::forward(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const {
-  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == weight_.size(4), "WanCausalConv3d: x is ",
-                 x.describe(), "; expected [N, T, H, W, ", weight_.size(4), "]");
+  SpatialShardContext ctx(be);
+  std::vector<TemporalCache::Slot*> slots;
+  if (slot != nullptr) slots.push_back(slot);
+  return forward(ctx, Bands{x}, slots).front();
+}
+
+Bands WanCausalConv3d::forward(SpatialShardContext& ctx, const Bands& x,
+                               const std::vector<TemporalCache::Slot*>& slots) const {
   const std::int64_t past = kernel_[0] - 1;
-  Tensor input = x;
-  if (slot != nullptr && past > 0) {
-    if (slot->frames.defined()) input = concat(be, {slot->frames, x}, 1);
-    slot->frames = last_frames(be, input, kCacheFrames);
-    slot->seen = true;
-  }
-  const std::int64_t front = past - (input.size(1) - x.size(1));
-  if (front > 0) input = pad(be, input, {{0, 0}, {front, 0}, {0, 0}, {0, 0}, {0, 0}});
-  return conv3d(be, contiguous(be, input), weight_, bias_, {1, 1, 1},
-                {0, kernel_[1] / 2, kernel_[2] / 2});
+  const Bands padded = ctx.map(x, [&](Backend& be, int m, const Tensor& band) {
+    DITSERVE_CHECK(band.dim() == 5 && band.size(4) == weight_.size(4), "WanCausalConv3d: x is ",
+                   band.describe(), "; expected [N, T, H, W, ", weight_.size(4), "]");
+    TemporalCache::Slot* slot = slots.empty() ? nullptr : slots[static_cast<std::size_t>(m)];
+    Tensor input = band;
+    if (slot != nullptr && past > 0) {
+      if (slot->frames.defined()) input = concat(be, {slot->frames, band}, 1);
+      slot->frames = last_frames(be, input, kCacheFrames);
+      slot->seen = true;
+    }
+    const std::int64_t front = past - (input.size(1) - band.size(1));
+    if (front > 0) input = pad(be, input, {{0, 0}, {front, 0}, {0, 0}, {0, 0}, {0, 0}});
+    return contiguous(be, input);
+  });
+  return ctx.halo_conv(padded, 2, kernel_[1] / 2,
+                       [&](Backend& be, int m, const Tensor& input, int row_pad) {
+                         return conv3d(be, contiguous(be, input), ctx.param(weight_, m),
+                                       ctx.param(bias_, m), {1, 1, 1},
+                                       {0, row_pad, kernel_[2] / 2});
+                       });
 }
 
 // ---- WanRmsNorm ------------------------------------------------------------------------
@@ -96,6 +118,10 @@ void WanRmsNorm::append_params(std::vector<ParamSpec>& specs, const std::string&
 
 Tensor WanRmsNorm::forward(Backend& be, const Tensor& x) const {
   return rms_norm(be, x, gamma_, kRmsEps);
+}
+
+Tensor WanRmsNorm::forward(SpatialShardContext& ctx, int member, const Tensor& x) const {
+  return rms_norm(ctx.backend(member), x, ctx.param(gamma_, member), kRmsEps);
 }
 
 // ---- WanResidualBlock ------------------------------------------------------------------
@@ -120,13 +146,18 @@ void WanResidualBlock::append_params(std::vector<ParamSpec>& specs, const std::s
   if (in != out) WanCausalConv3d::append_params(specs, prefix + n.shortcut, in, out, k1);
 }
 
-Tensor WanResidualBlock::forward(Backend& be, const Tensor& x, TemporalCache* cache) const {
-  const Tensor residual = shortcut_.empty() ? x : shortcut_.front().forward(be, x, nullptr);
-  Tensor h = silu(be, norm1_.forward(be, x));
-  h = conv1_.forward(be, h, cache != nullptr ? &cache->next() : nullptr);
-  h = silu(be, norm2_.forward(be, h));
-  h = conv2_.forward(be, h, cache != nullptr ? &cache->next() : nullptr);
-  return add(be, h, residual);
+Bands WanResidualBlock::forward(SpatialShardContext& ctx, const Bands& x,
+                               const BandCaches& caches) const {
+  const Bands residual = shortcut_.empty() ? x : shortcut_.front().forward(ctx, x, {});
+  const auto norm_silu = [&ctx](const WanRmsNorm& norm, const Bands& in) {
+    return ctx.map(in, [&](Backend& be, int m, const Tensor& band) {
+      return silu(be, norm.forward(ctx, m, band));
+    });
+  };
+  Bands h = conv1_.forward(ctx, norm_silu(norm1_, x), next_slots(caches));
+  h = conv2_.forward(ctx, norm_silu(norm2_, h), next_slots(caches));
+  return ctx.zip(h, residual,
+                 [](Backend& be, int, const Tensor& a, const Tensor& b) { return add(be, a, b); });
 }
 
 // ---- WanAttentionBlock -----------------------------------------------------------------
@@ -147,15 +178,26 @@ void WanAttentionBlock::append_params(std::vector<ParamSpec>& specs, const std::
   specs.push_back({prefix + "proj.bias", {c}, ParamInit::zeros});
 }
 
-Tensor WanAttentionBlock::forward(Backend& be, const Tensor& x) const {
-  const std::int64_t n = x.size(0), t = x.size(1), h = x.size(2), w = x.size(3), c = x.size(4);
-  const Tensor frames = contiguous(be, x).view({n * t, h * w, c});
-  const Tensor qkv = linear(be, norm_.forward(be, frames), qkv_weight_, qkv_bias_);
+Bands WanAttentionBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
+  const std::int64_t c = x.at(0).size(4);
+  const Bands qkv = ctx.map(x, [&](Backend& be, int m, const Tensor& band) {
+    const Tensor frames =
+        contiguous(be, band).view({band.size(0) * band.size(1), band.size(2) * band.size(3), c});
+    return linear(be, norm_.forward(ctx, m, frames), ctx.param(qkv_weight_, m),
+                  ctx.param(qkv_bias_, m));
+  });
   // Channels [0, C) are q, [C, 2C) k, [2C, 3C) v (to_qkv(x).chunk(3) in Wan); one head.
-  const auto part = [&](std::int64_t i) { return qkv.narrow(2, i * c, c).unsqueeze(2); };
-  const Tensor attended = attention(be, part(0), part(1), part(2)).view({n * t, h * w, c});
-  const Tensor out = linear(be, attended, proj_weight_, proj_bias_);
-  return add(be, out.view({n, t, h, w, c}), x);
+  const auto part = [&](std::int64_t i) {
+    return ctx.map(qkv, [&](Backend&, int, const Tensor& t) {
+      return t.narrow(2, i * c, c).unsqueeze(2);
+    });
+  };
+  const Bands attended = ctx.attention(part(0), part(1), part(2));
+  return ctx.zip(x, attended, [&](Backend& be, int m, const Tensor& band, const Tensor& a) {
+    const Tensor out = linear(be, a.view({a.size(0), a.size(1), c}), ctx.param(proj_weight_, m),
+                              ctx.param(proj_bias_, m));
+    return add(be, out.view(band.shape()), band);
+  });
 }
 
 // ---- WanUpsample -----------------------------------------------------------------------
@@ -181,33 +223,54 @@ void WanUpsample::append_params(std::vector<ParamSpec>& specs, const std::string
 
 // The time_conv's 2C output channels of frame t are frames 2t (channels [0, C)) and
 // 2t + 1 (channels [C, 2C)): Wan's reshape(b, 2, c, t, h, w) then stack on dim 3.
-Tensor WanUpsample::time_double(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const {
-  const std::int64_t n = x.size(0), t = x.size(1), h = x.size(2), w = x.size(3);
-  const Tensor y = time_conv_.front().forward(be, x, slot).view({n, t, h, w, 2, channels_});
-  return contiguous(be, y.permute({0, 1, 4, 2, 3, 5})).view({n, 2 * t, h, w, channels_});
+Bands WanUpsample::time_double(SpatialShardContext& ctx, const Bands& x,
+                               const std::vector<TemporalCache::Slot*>& slots) const {
+  return ctx.map(time_conv_.front().forward(ctx, x, slots), [&](Backend& be, int, const Tensor& y) {
+    const std::int64_t n = y.size(0), t = y.size(1), h = y.size(2), w = y.size(3);
+    return contiguous(be, y.view({n, t, h, w, 2, channels_}).permute({0, 1, 4, 2, 3, 5}))
+        .view({n, 2 * t, h, w, channels_});
+  });
 }
 
-Tensor WanUpsample::forward(Backend& be, const Tensor& x, TemporalCache* cache) const {
-  DITSERVE_CHECK(x.dim() == 5 && x.size(4) == channels_, "WanUpsample: x is ", x.describe(),
-                 "; expected [N, T, H, W, ", channels_, "]");
-  Tensor y = x;
+Bands WanUpsample::forward(SpatialShardContext& ctx, const Bands& x,
+                           const BandCaches& caches) const {
+  for (const Tensor& band : x) {
+    DITSERVE_CHECK(band.dim() == 5 && band.size(4) == channels_, "WanUpsample: x is ",
+                   band.describe(), "; expected [N, T, H, W, ", channels_, "]");
+  }
+  Bands y = x;
   if (!time_conv_.empty()) {
-    if (cache != nullptr) {
-      TemporalCache::Slot& slot = cache->next();
-      if (slot.seen) {
-        y = time_double(be, x, &slot);
+    if (!caches.empty()) {
+      const std::vector<TemporalCache::Slot*> slots = next_slots(caches);
+      if (slots.front()->seen) {
+        y = time_double(ctx, x, slots);
       } else {
-        slot.seen = true;  // Wan's 'Rep': the first chunk passes; later ones start from zeros
+        // Wan's 'Rep': the first chunk passes; later ones start from zeros.
+        for (TemporalCache::Slot* slot : slots) slot->seen = true;
       }
-    } else if (x.size(1) > 1) {
-      y = concat(be, {x.narrow(1, 0, 1), time_double(be, x.narrow(1, 1, x.size(1) - 1), nullptr)},
-                 1);
+    } else if (x.front().size(1) > 1) {
+      const Bands later = ctx.map(
+          x, [](Backend&, int, const Tensor& t) { return t.narrow(1, 1, t.size(1) - 1); });
+      const Bands rest = time_double(ctx, later, {});
+      y = ctx.zip(x, rest, [](Backend& be, int, const Tensor& t, const Tensor& r) {
+        return concat(be, {t.narrow(1, 0, 1), r}, 1);
+      });
     }
   }
-  const std::int64_t n = y.size(0), t = y.size(1), h = y.size(2), w = y.size(3);
-  const Tensor up = upsample_nearest(be, contiguous(be, y).view({n * t, h, w, channels_}), {2, 2});
-  const Tensor out = conv2d(be, up, conv_weight_, conv_bias_, {1, 1}, {1, 1});
-  return out.view({n, t, 2 * h, 2 * w, channels_ / 2});
+  // Nearest 2x doubles every band's rows, so the bands stay aligned with the image.
+  const Bands up = ctx.map(y, [&](Backend& be, int, const Tensor& t) {
+    return upsample_nearest(
+        be, contiguous(be, t).view({t.size(0) * t.size(1), t.size(2), t.size(3), channels_}),
+        {2, 2});
+  });
+  const Bands conv =
+      ctx.halo_conv(up, 1, 1, [&](Backend& be, int m, const Tensor& in, int row_pad) {
+        return conv2d(be, in, ctx.param(conv_weight_, m), ctx.param(conv_bias_, m), {1, 1},
+                      {row_pad, 1});
+      });
+  return ctx.zip(y, conv, [&](Backend&, int, const Tensor& t, const Tensor& out) {
+    return out.view({t.size(0), t.size(1), 2 * t.size(2), 2 * t.size(3), channels_ / 2});
+  });
 }
 
 }  // namespace ditserve

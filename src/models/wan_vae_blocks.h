@@ -11,6 +11,13 @@
 // skips the very first chunk (Wan marks that slot 'Rep'), i.e. over a whole sequence the
 // first frame is not doubled in time and the rest go through a causal conv that never
 // sees it. That is why T latent frames decode to 4(T-1)+1 video frames.
+//
+// Patch parallelism (parallel/spatial_shards.h): every block also runs on bands of rows
+// (dim 2 of [N, T, H, W, C]). Only the spatial convolutions look across a band's edge
+// (halo rows); RMS_norm is per position over channels and needs no shared statistics;
+// the attention block gathers every band's keys and values of each frame; 2x nearest
+// upsampling doubles every band alike, so the bands stay aligned. The time padding and
+// the causal caches stay per band: each band caches its own rows of the last frames.
 
 #include <array>
 #include <cstdint>
@@ -18,6 +25,7 @@
 #include <vector>
 
 #include "models/weights.h"
+#include "parallel/spatial_shards.h"
 
 namespace ditserve {
 
@@ -48,6 +56,12 @@ class TemporalCache {
   std::size_t cursor_ = 0;
 };
 
+// One TemporalCache per band of a patch-parallel decode (each holds its band's rows of
+// the cached frames); empty when the whole sequence goes through in one pass.
+using BandCaches = std::vector<TemporalCache*>;
+// The next slot of every band's cache (empty for empty caches).
+std::vector<TemporalCache::Slot*> next_slots(const BandCaches& caches);
+
 // Conv3d padded causally in time (kt - 1 frames in front, from the cache or zeros) and by
 // k/2 on each side in space; stride 1. Weights `<prefix>weight` [out, in, kt, kh, kw] and
 // `<prefix>bias` [out].
@@ -60,6 +74,10 @@ class WanCausalConv3d {
   // x [N, T, H, W, in] -> [N, T, H, W, out]. slot == nullptr: x is the whole sequence;
   // else x continues the frames the slot holds, which it then updates.
   Tensor forward(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const;
+  // The same on bands of rows, slots[i] for band i (or none: whole sequence). The time
+  // padding is per band; the spatial padding comes from the neighbouring bands.
+  Bands forward(SpatialShardContext& ctx, const Bands& x,
+                const std::vector<TemporalCache::Slot*>& slots) const;
   std::int64_t time_kernel() const { return kernel_[0]; }
 
  private:
@@ -76,6 +94,8 @@ class WanRmsNorm {
   static void append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
                             std::int64_t channels, bool images);
   Tensor forward(Backend& be, const Tensor& x) const;
+  // x on ctx's member `member` (per position, so a band needs nothing from the others).
+  Tensor forward(SpatialShardContext& ctx, int member, const Tensor& x) const;
 
  private:
   Tensor gamma_;  // [C]
@@ -88,7 +108,7 @@ class WanResidualBlock {
   WanResidualBlock(const WeightLoader& w, WanVaeLayout layout, std::int64_t in, std::int64_t out);
   static void append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
                             WanVaeLayout layout, std::int64_t in, std::int64_t out);
-  Tensor forward(Backend& be, const Tensor& x, TemporalCache* cache) const;
+  Bands forward(SpatialShardContext& ctx, const Bands& x, const BandCaches& caches) const;
 
  private:
   WanRmsNorm norm1_, norm2_;
@@ -103,7 +123,8 @@ class WanAttentionBlock {
   WanAttentionBlock(const WeightLoader& w, std::int64_t channels);
   static void append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
                             std::int64_t channels);
-  Tensor forward(Backend& be, const Tensor& x) const;
+  // Each band's queries attend to the keys and values of all bands of the same frame.
+  Bands forward(SpatialShardContext& ctx, const Bands& x) const;
 
  private:
   WanRmsNorm norm_;
@@ -121,10 +142,12 @@ class WanUpsample {
                             std::int64_t channels, bool temporal);
   // x [N, T, H, W, C] -> [N, T', 2H, 2W, C/2]; T' = T without time doubling, else 2T, or
   // 2T - 1 for a whole sequence (cache == nullptr) and for the first chunk T (see top).
-  Tensor forward(Backend& be, const Tensor& x, TemporalCache* cache) const;
+  // (On bands: the time_conv is 1x1 in space and the 3x3 conv exchanges one halo row.)
+  Bands forward(SpatialShardContext& ctx, const Bands& x, const BandCaches& caches) const;
 
  private:
-  Tensor time_double(Backend& be, const Tensor& x, TemporalCache::Slot* slot) const;
+  Bands time_double(SpatialShardContext& ctx, const Bands& x,
+                    const std::vector<TemporalCache::Slot*>& slots) const;
 
   std::int64_t channels_;
   Tensor conv_weight_, conv_bias_;          // channels-last [C/2, 3, 3, C], [C/2]

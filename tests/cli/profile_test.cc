@@ -1,6 +1,7 @@
-// `ditserve profile`: on two CPU devices with the tiny model it writes a profile that the
-// scheduler's loader accepts (and `ditserve simulate` runs on), with every (shape, DoP)
-// measured; bad flags fail naming the flag.
+// `ditserve profile`: on two CPU devices with the tiny model and with tiny-wan (Ulysses
+// steps, patch-parallel Wan VAE decode) it writes a profile that the scheduler's loader
+// accepts (and `ditserve simulate` runs on), with every (shape, DoP) measured; bad flags
+// fail naming the flag.
 
 #include "sched/profile.h"
 
@@ -47,6 +48,37 @@ TEST(ProfileCli, WritesAProfileTheSchedulerLoads) {
   const auto sim = run_ditserve(
       {"simulate", "--profile", out, "--devices", "2", "--count", "4", "--policy", "elastic"});
   EXPECT_EQ(sim.exit_code, 0) << sim.out;
+}
+
+TEST(ProfileCli, TinyWanProfilesUlyssesStepsAndPatchParallelDecode) {
+  TempDir dir("profile_wan");
+  const std::string out = (dir / "tiny-wan.json").string();
+  const auto r = run_ditserve({"profile", "--model", "tiny-wan", "--devices", "cpu:0,cpu:1",
+                               "--shapes", "32x32:5", "--dop", "1,2", "--steps-timed", "1",
+                               "--warmup", "0", "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("32x32 step DoP 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("32x32 decode DoP 2"), std::string::npos) << r.out;
+
+  const sched::Profile p = sched::load_profile(out);
+  EXPECT_EQ(p.model, "tiny-wan");
+  ASSERT_EQ(p.shapes.size(), 1u);
+  const sched::ShapeProfile& s = p.shapes[0];
+  EXPECT_EQ(s.frames, 5);
+  ASSERT_EQ(s.step_s.size(), 2u);
+  ASSERT_EQ(s.decode_s.size(), 2u);
+  for (const int dop : {1, 2}) {
+    EXPECT_GT(s.step(dop), 0.0);
+    EXPECT_GT(s.decode(dop), 0.0);
+  }
+  EXPECT_GT(s.encode_s, 0.0);
+  EXPECT_GT(s.move_s, 0.0);
+
+  // Wan's frame rule is checked up front, naming the shape.
+  const auto bad = run_ditserve({"profile", "--model", "tiny-wan", "--devices", "cpu:0",
+                                 "--shapes", "32x32:6", "--out", out + ".bad"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("--shapes: 32x32"), std::string::npos) << bad.out;
 }
 
 TEST(ProfileCli, BadFlagsNameTheFlag) {
