@@ -99,6 +99,30 @@ FlowUniPC::FlowUniPC(std::vector<double> sigmas, int order, std::size_t start_st
                  " steps cannot resume at step ", start_step);
 }
 
+FlowUniPC::FlowUniPC(std::vector<double> sigmas, int order, std::size_t start_step,
+                     History history)
+    : FlowUniPC(std::move(sigmas), order, start_step) {
+  // A run after n >= 1 steps holds min(n, order) predictions and the sample of its last
+  // predictor; before its first step, nothing.
+  const std::size_t want = std::min<std::size_t>(start_step, static_cast<std::size_t>(order));
+  DITSERVE_CHECK(history.x0.size() == want && history.last_sample.defined() == (start_step > 0),
+                 "history: a UniPC state at step ", start_step, " holds ", want,
+                 " predictions and ", start_step > 0 ? "a" : "no", " last sample, got ",
+                 history.x0.size(), " and ", history.last_sample.defined() ? "a" : "no",
+                 " last sample");
+  DITSERVE_CHECK(history.lower_order_nums >= 0 && history.lower_order_nums <= order &&
+                     history.this_order >= 1 && history.this_order <= order,
+                 "history: orders out of range (lower_order_nums ", history.lower_order_nums,
+                 ", this_order ", history.this_order, ", order ", order, ")");
+  for (const Tensor& t : history.x0)
+    DITSERVE_CHECK(t.defined() && t.shape() == history.last_sample.shape(),
+                   "history: predictions and the last sample differ in shape");
+  lower_order_nums_ = history.lower_order_nums;
+  this_order_ = history.this_order;
+  last_sample_ = std::move(history.last_sample);
+  x0_ = std::move(history.x0);
+}
+
 // UniP-p (bh2, x0 form) from sigmas_[i] to sigmas_[i+1]; x0_.back() is the prediction at i.
 Tensor FlowUniPC::predict(Backend& be, const Tensor& x, int order) const {
   const std::size_t i = index_;

@@ -42,11 +42,23 @@ Tensor flow_euler_step(Backend& be, const Tensor& sample, const Tensor& velocity
 // GenerationState. Not thread-safe.
 class FlowUniPC {
  public:
-  // `sigmas` as flow_sigmas() returns. REQUIRES: order 1 or 2. start_step > 0 resumes a
-  // run without its history: the next step warms up at order 1 and skips the corrector
-  // (results then differ slightly from an uninterrupted run). Throws InvalidArgument
-  // naming "step" when start_step is past the schedule.
+  // What the solver carries from one step to the next besides its step index: enough to
+  // continue a run exactly where it stopped (the runtime's state file saves it).
+  struct History {
+    int lower_order_nums = 0;
+    int this_order = 1;
+    Tensor last_sample;      // undefined before the first step
+    std::vector<Tensor> x0;  // oldest first, at most `order`
+  };
+
+  // `sigmas` as flow_sigmas() returns. REQUIRES: order 1 or 2. start_step > 0 without a
+  // history resumes a run from its latents alone: the next step warms up at order 1 and
+  // skips the corrector (results then differ slightly from an uninterrupted run); with the
+  // history() of the run at start_step it continues exactly as the run would.
+  // Throws InvalidArgument naming "step" when start_step is past the schedule, and
+  // "history" for a history that does not fit start_step and the order.
   explicit FlowUniPC(std::vector<double> sigmas, int order = 2, std::size_t start_step = 0);
+  FlowUniPC(std::vector<double> sigmas, int order, std::size_t start_step, History history);
 
   // One step at sigmas[step_index()]: corrects `sample` with the new prediction (after the
   // first step), then predicts the sample at the next sigma. Returns it.
@@ -56,6 +68,8 @@ class FlowUniPC {
 
   // Copies the state's tensors from `from`'s device onto `to`'s.
   void move_to(Backend& from, Backend& to);
+  // The history after step_index() steps (its tensors shared, not copied).
+  History history() const { return {lower_order_nums_, this_order_, last_sample_, x0_}; }
 
  private:
   Tensor predict(Backend& be, const Tensor& sample, int order) const;

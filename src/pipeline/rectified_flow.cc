@@ -152,6 +152,18 @@ void GenerationState::advance(Backend& be, const Tensor& out) {
   ++step_;
 }
 
+std::optional<FlowUniPC::History> GenerationState::solver_history() const {
+  if (!unipc_) return std::nullopt;
+  return unipc_->history();
+}
+
+void GenerationState::restore_solver_history(FlowUniPC::History history) {
+  DITSERVE_CHECK(unipc_.has_value(), "history: the ", sampler_name(options_.sampler),
+                 " sampler keeps no history");
+  FlowUniPC solver(sigmas_, 2, step_, std::move(history));  // the old one stays if this throws
+  unipc_ = std::move(solver);
+}
+
 void GenerationState::move_to(Backend& from, Backend& to) {
   latents_ = transfer(from, latents_, to);
   captions_ = transfer(from, captions_, to);

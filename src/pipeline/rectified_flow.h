@@ -60,7 +60,8 @@ struct SamplerOptions {
 class GenerationState {
  public:
   // `start_step` > 0 resumes a run: latents are those after its first start_step steps.
-  // (The unipc sampler resumes without its multistep history: see FlowUniPC.)
+  // The unipc sampler also needs its multistep history to continue exactly
+  // (restore_solver_history); without it it warms up again (see FlowUniPC).
   // Throws InvalidArgument naming "step" when start_step > options.steps.
   GenerationState(Tensor latents, Tensor captions, Tensor caption_lengths,
                   const SamplerOptions& options, std::size_t start_step = 0);
@@ -80,8 +81,17 @@ class GenerationState {
   DenoiseInputs next_inputs(Backend& be) const;
   void advance(Backend& be, const Tensor& prediction);
 
-  // Copies every tensor of the state from `from`'s device onto `to`'s.
+  // Copies every tensor of the state (the unipc history included) from `from`'s device
+  // onto `to`'s.
   void move_to(Backend& from, Backend& to);
+
+  // The unipc sampler's history (nullopt for the other samplers, which have none), its
+  // tensors shared with the state.
+  std::optional<FlowUniPC::History> solver_history() const;
+  // Gives a resumed state the history solver_history() returned for the run it resumes,
+  // at the same step, its tensors on the state's device. Throws InvalidArgument naming
+  // "history" when the sampler is not unipc or the history does not fit the step.
+  void restore_solver_history(FlowUniPC::History history);
 
   const Tensor& latents() const { return latents_; }  // f32 [1, C, T, h, w]
   const Tensor& captions() const { return captions_; }

@@ -161,7 +161,7 @@ class EngineImpl final : public Engine {
   int check(const JobSpec& job) const;
   Shape latent_shape(int model, const GenerateRequest& r) const;
   // Largest group a step of `model` may run on: all devices for a DiT with a
-  // sequence-parallel step (STDiT3), else one.
+  // sequence-parallel step (STDiT3, Wan: has_group_step), else one.
   int max_dop(int model) const;
 
   void post(Completion c);
@@ -345,7 +345,7 @@ Shape EngineImpl::latent_shape(int model, const GenerateRequest& r) const {
 
 int EngineImpl::max_dop(int model) const {
   const Pipeline& p = *slots_.front()->pipelines[static_cast<std::size_t>(model)];
-  return dynamic_cast<const STDiT3*>(&p.transformer()) ? static_cast<int>(slots_.size()) : 1;
+  return has_group_step(p.transformer()) ? static_cast<int>(slots_.size()) : 1;
 }
 
 int EngineImpl::check(const JobSpec& job) const {
@@ -585,6 +585,7 @@ void EngineImpl::handle(Completion& c, double t) {
       const int done = job.resume ? job.resume->step : 0;
       e.spec.steps = std::max(1, job.spec.request.steps - done);  // a finished state still decodes
       e.spec.deadline = job.submitted + job.spec.deadline_s;
+      e.spec.priority = job.spec.priority;
       job.request = scheduler_->on_event(e);
       by_request_.push_back(c.job);
       return;
@@ -621,6 +622,7 @@ void EngineImpl::handle(Completion& c, double t) {
     case Kind::kDeviceLost:
       e.kind = sched::EventKind::kDeviceLost;
       e.device = c.device;
+      e.for_good = true;  // nothing brings a device back: waiting for it would hang its jobs
       scheduler_->on_event(e);
       alive_[static_cast<std::size_t>(c.device)] = false;
       if (encoder_ == c.device) pick_encoder();
@@ -704,20 +706,16 @@ void EngineImpl::run_encode(const std::shared_ptr<Job>& job, int rank) {
       Pipeline& pipeline = *s.pipelines[static_cast<std::size_t>(job->model)];
       const Lease lease(*this, {rank}, job->spec.id);
       const double t0 = now();
-      GenerationState state = pipeline.start(job->spec.request, pipeline.encode(job->spec.request.prompt));
-      if (job->resume) {
-        const std::unique_ptr<Backend> host = host_backend();
-        state = GenerationState(transfer(*host, job->resume->latents, *s.backend), state.captions(),
-                                state.caption_lengths(), state.options(),
-                                static_cast<std::size_t>(job->resume->step));
-      }
+      GenerationState state = pipeline.start(
+          job->spec.request, pipeline.encode(job->spec.request.prompt, job->spec.request.negative_prompt));
+      if (job->resume) state = resume_state(*job->resume, state, *s.backend);
       job->checkpoint = host_copy(state, *s.backend);
       job->state = std::move(state);
       job->holder = rank;
       done.seconds = now() - t0;
     }
     if (!job->resume && !job->spec.state_file.empty() && job->checkpoint)
-      save_state(job->spec.state_file, job->spec.model, job->spec.request, job->checkpoint->latents(), 0);
+      save_state(job->spec.state_file, job->spec.model, job->spec.request, *job->checkpoint);
   } catch (const std::exception& e) {
     done.kind = Completion::Kind::kFailed;
     done.error = e.what();
@@ -738,13 +736,10 @@ void EngineImpl::run_steps(const std::shared_ptr<Job>& job, std::vector<int> ran
     if (held != ranks.end()) std::rotate(ranks.begin(), held, held + 1);
     const int leader = ranks.front();
     Backend& be = *slot(leader).backend;
-    std::vector<STDiT3*> members;
+    std::vector<DiffusionTransformer*> members;
     std::vector<std::string> names;
     for (int r : ranks) {
-      auto* dit = dynamic_cast<STDiT3*>(&slot(r).pipelines[static_cast<std::size_t>(job->model)]->transformer());
-      DITSERVE_CHECK(dit != nullptr || ranks.size() == 1, "model ", job->spec.model,
-                     " has no sequence-parallel step");
-      members.push_back(dit);
+      members.push_back(&slot(r).pipelines[static_cast<std::size_t>(job->model)]->transformer());
       names.push_back(slot(r).name);
     }
     const DeviceGroup group{ranks};
@@ -766,18 +761,14 @@ void EngineImpl::run_steps(const std::shared_ptr<Job>& job, std::vector<int> ran
           done.move_s = t1 - t0;
           t0 = t1;
         }
-        if (members.size() == 1) {
-          job->state->step(be, slot(leader).pipelines[static_cast<std::size_t>(job->model)]->transformer());
-        } else {
-          group_step(*fabric_, group, members, *job->state);
-        }
+        group_step(*fabric_, group, members, *job->state);
         latest = host_copy(*job->state, be);  // waits for the device
         step_s = now() - t0;
       }
       done.step_s.push_back(step_s);
       const int index = static_cast<int>(latest->step_index());
       if (!job->spec.state_file.empty())
-        save_state(job->spec.state_file, job->spec.model, job->spec.request, latest->latents(), index);
+        save_state(job->spec.state_file, job->spec.model, job->spec.request, *latest);
       const std::lock_guard lock(mu_);
       job->progress.phase = JobPhase::kDenoising;
       job->progress.step = index;

@@ -1,21 +1,28 @@
 #pragma once
 // One denoising step of a request on the device group the scheduler picked: on one
-// device GenerationState::step; on k devices the DiT call runs sequence-parallel
-// (FramePositionParallel over every member's prepared STDiT3 stages), then the sampler
-// update runs on the first member. Either way the result equals the one-device step up
-// to rounding.
+// device GenerationState::step; on k devices the DiT call runs sequence-parallel over
+// every member's prepared stages — FramePositionParallel for STDiT3 (spatio-temporal
+// attention), UlyssesParallel for full-attention DiTs (Wan) — then the sampler update
+// (rectified flow, UniPC with its history, or Euler) runs on the first member. Either way
+// the result equals the one-device step up to rounding.
 
 #include <vector>
 
 #include "comm/fabric.h"
-#include "models/stdit3.h"
+#include "models/interfaces.h"
 #include "pipeline/rectified_flow.h"
 
 namespace ditserve::runtime {
 
-// members[i] is the DiT replica on fabric.device(group.ranks[i]).
-// REQUIRES: state lives on group.ranks[0]'s device and is not done.
-void group_step(Fabric& fabric, const DeviceGroup& group, const std::vector<STDiT3*>& members,
-                GenerationState& state);
+// Whether a step of `dit` may run on more than one device (its model has a
+// sequence-parallel scheme here).
+bool has_group_step(const DiffusionTransformer& dit);
+
+// members[i] is the DiT replica on fabric.device(group.ranks[i]), all of one model.
+// REQUIRES: state lives on group.ranks[0]'s device and is not done. Throws
+// InvalidArgument when the group is invalid, or has several members and the model no
+// sequence-parallel step.
+void group_step(Fabric& fabric, const DeviceGroup& group,
+                const std::vector<DiffusionTransformer*>& members, GenerationState& state);
 
 }  // namespace ditserve::runtime

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "models/registry.h"
+#include "pipeline/flow_matching.h"
 #include "server/api_error.h"
 
 namespace ditserve::server {
@@ -123,9 +124,9 @@ class FieldReader {
   const Fields& f_;
 };
 
-const std::set<std::string> kCommonFields = {"model",          "prompt", "size",    "steps",
-                                             "guidance_scale", "seed",   "deadline_ms",
-                                             "priority",       "reject_if_late"};
+const std::set<std::string> kCommonFields = {
+    "model",       "prompt",   "negative_prompt", "size",    "steps", "guidance_scale", "seed",
+    "deadline_ms", "priority", "reject_if_late",  "sampler", "shift"};
 
 std::set<std::string> with(std::set<std::string> base, std::initializer_list<const char*> more) {
   for (const char* m : more) base.insert(m);
@@ -153,10 +154,13 @@ GenerationParams parse_common(const FieldReader& in, const std::vector<std::stri
                       "prompt: at most " + std::to_string(limits.max_prompt_bytes) + " bytes, got " +
                           std::to_string(prompt->size()),
                       "out_of_range");
+  // The model's defaults for whatever the body leaves out. The sampler and shift stay
+  // unset, which means the model's own (Pipeline::start resolves them), as a job read
+  // back from the job store has them.
+  p.request = default_request(find_model(p.model));
+  p.request.sampler.reset();
+  p.request.shift.reset();
   p.request.prompt = *prompt;
-  p.request.fps = limits.fps;
-  p.request.width = limits.default_width;
-  p.request.height = limits.default_height;
   if (const auto size = in.string("size")) {
     const auto [w, h] = parse_size(*size);
     if (w < 1 || h < 1 || w > limits.max_side || h > limits.max_side)
@@ -167,10 +171,27 @@ GenerationParams parse_common(const FieldReader& in, const std::vector<std::stri
     p.request.width = w;
     p.request.height = h;
   }
-  p.request.steps = static_cast<int>(in.integer("steps", 1, limits.max_steps).value_or(limits.default_steps));
+  p.request.steps = static_cast<int>(in.integer("steps", 1, limits.max_steps).value_or(p.request.steps));
   p.request.guidance =
       static_cast<float>(in.number("guidance_scale", 0, 100).value_or(p.request.guidance));
   p.request.seed = in.unsigned_integer("seed").value_or(0);
+  // Empty is the model's default (Wan's sample_neg_prompt); Open-Sora ignores it, as the
+  // pipeline does. Its token count is checked when the job is encoded.
+  p.request.negative_prompt = in.string("negative_prompt").value_or("");
+  if (p.request.negative_prompt.size() > limits.max_prompt_bytes)
+    throw bad_request("negative_prompt",
+                      "negative_prompt: at most " + std::to_string(limits.max_prompt_bytes) +
+                          " bytes, got " + std::to_string(p.request.negative_prompt.size()),
+                      "out_of_range");
+  if (const auto sampler = in.string("sampler")) {
+    try {
+      p.request.sampler = parse_sampler(*sampler);
+    } catch (const InvalidArgument& e) {
+      throw from_invalid_argument(e);
+    }
+  }
+  // Whether the model takes them is validate_request's call (validate_for_model).
+  if (const auto shift = in.number("shift", 0, limits.max_shift)) p.request.shift = *shift;
   if (const auto ms = in.number("deadline_ms", 1, limits.max_deadline_ms)) p.deadline_s = *ms / 1000.0;
   p.priority = static_cast<int>(in.integer("priority", -limits.max_priority, limits.max_priority).value_or(0));
   p.reject_if_late = in.boolean("reject_if_late").value_or(false);
@@ -228,19 +249,20 @@ GenerationParams parse_video_request(const Fields& fields, const std::vector<std
   const FieldReader in(fields, with(kCommonFields, {"seconds", "num_frames"}));
   GenerationParams p = parse_common(in, models, limits);
   const std::optional<std::int64_t> frames = in.integer("num_frames", 1, limits.max_frames);
+  const float fps = p.request.fps;  // the model's
   const std::optional<double> seconds =
-      in.number("seconds", 0, static_cast<double>(limits.max_frames) / limits.fps, true);
+      in.number("seconds", 0, static_cast<double>(limits.max_frames) / fps, true);
   if (seconds && *seconds <= 0)
     throw bad_request("seconds", "seconds: must be > 0, got " + in.raw("seconds").dump(), "out_of_range");
-  p.request.frames = frames.value_or(limits.default_frames);
+  p.request.frames = frames.value_or(p.request.frames);
   if (seconds) {
-    const auto from_seconds = static_cast<std::int64_t>(std::llround(*seconds * limits.fps));
+    const auto from_seconds = static_cast<std::int64_t>(std::llround(*seconds * fps));
     if (!frames) {
       p.request.frames = std::max<std::int64_t>(1, from_seconds);
-    } else if (std::abs(static_cast<double>(*frames) / limits.fps - *seconds) > 1.0 / limits.fps) {
+    } else if (std::abs(static_cast<double>(*frames) / fps - *seconds) > 1.0 / fps) {
       throw bad_request("seconds",
                         "seconds: " + in.raw("seconds").dump() + " disagrees with num_frames " +
-                            std::to_string(*frames) + " at " + seconds_text(static_cast<std::int64_t>(limits.fps), 1) +
+                            std::to_string(*frames) + " at " + seconds_text(static_cast<std::int64_t>(fps), 1) +
                             " fps; give one of them",
                         "inconsistent");
     }

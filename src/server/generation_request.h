@@ -4,10 +4,17 @@
 // videos), so both become a Fields object first; in a form every value is text and numbers
 // and booleans are read from it. Every error is an ApiError naming the field.
 //
-// Frames and seconds: a video has num_frames frames shown at `fps` frames per second
-// (RequestLimits::fps, also the MP4 rate), so seconds = num_frames / fps. A request gives
-// either, or both when they agree (within one frame): `seconds` alone asks for
-// round(seconds * fps) frames; neither gives RequestLimits::default_frames.
+// Fields a request leaves out take the model's defaults (pipeline's default_request:
+// Open-Sora's 64x64, 16 frames, 30 steps, guidance 7 at 24 fps; Wan's size, frames, steps,
+// guidance, 16 fps, and its sampler, shift and negative prompt). negative_prompt (Wan's
+// unconditional prompt; Open-Sora ignores it, as the pipeline does), sampler and shift are
+// passed to the pipeline as given, and validate_request refuses a sampler or shift the
+// model does not take.
+//
+// Frames and seconds: a video has num_frames frames shown at the model's fps (also the
+// MP4 rate), so seconds = num_frames / fps. A request gives either, or both when they
+// agree (within one frame): `seconds` alone asks for round(seconds * fps) frames; neither
+// gives the model's default frames.
 
 #include <cstdint>
 #include <optional>
@@ -27,11 +34,7 @@ struct RequestLimits {
   std::size_t max_prompt_bytes = 8192;
   double max_deadline_ms = 86'400'000;  // a day
   int max_priority = 1000;              // |priority|
-  float fps = 24;
-  std::int64_t default_width = 64;
-  std::int64_t default_height = 64;
-  std::int64_t default_frames = 16;
-  int default_steps = 30;
+  double max_shift = 100;               // Wan's flow shift; its models use 3 to 12
 };
 
 // A request body's fields.

@@ -1,5 +1,6 @@
 #include "server/job.h"
 
+#include "pipeline/flow_matching.h"
 #include "tensor/error.h"
 
 namespace ditserve::server {
@@ -54,6 +55,10 @@ nlohmann::json spec_to_json(const Job& job) {
                       {"format", s.format == runtime::OutputFormat::kPng ? "png" : "mp4"},
                       {"state_file", s.state_file.string()}};
   if (job.deadline_s) j["deadline_s"] = *job.deadline_s;
+  // Unset: the model's own, resolved when the job runs (and recorded in its state file).
+  if (!r.negative_prompt.empty()) j["negative_prompt"] = r.negative_prompt;
+  if (r.sampler) j["sampler"] = sampler_name(*r.sampler);
+  if (r.shift) j["shift"] = *r.shift;
   return j;
 }
 
@@ -74,6 +79,10 @@ void spec_from_json(const nlohmann::json& j, Job& job) {
   s.output = j.at("output").get<std::string>();
   s.format = j.at("format") == "png" ? runtime::OutputFormat::kPng : runtime::OutputFormat::kMp4;
   s.state_file = j.at("state_file").get<std::string>();
+  // Absent from jobs stored before these fields existed: the model's defaults, as then.
+  r.negative_prompt = j.value("negative_prompt", std::string());
+  if (j.contains("sampler")) r.sampler = parse_sampler(j.at("sampler").get<std::string>());
+  if (j.contains("shift")) r.shift = j.at("shift").get<double>();
   if (j.contains("deadline_s")) {
     job.deadline_s = j.at("deadline_s").get<double>();
     s.deadline_s = *job.deadline_s;

@@ -33,7 +33,10 @@ const char* phase_name(runtime::JobPhase phase);
 runtime::JobPhase phase_from_name(const std::string& name);
 bool is_terminal_phase(runtime::JobPhase phase);
 
-// The request part of a job (spec, deadline, kind) as JSON, for the store.
+// The request part of a job (spec, deadline, kind) as JSON, for the store's spec column:
+// a request field added later is one more optional key, so a store written before it
+// opens unchanged and its jobs read back with the field unset (negative_prompt, sampler
+// and shift: the model's defaults).
 nlohmann::json spec_to_json(const Job& job);
 void spec_from_json(const nlohmann::json& j, Job& job);
 

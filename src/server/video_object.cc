@@ -83,6 +83,11 @@ nlohmann::json video_object(const Job& job) {
       {"steps", s.request.steps},
       {"seed", s.request.seed},
       {"guidance_scale", s.request.guidance},
+      // null: the model's default
+      {"negative_prompt", s.request.negative_prompt.empty() ? nlohmann::json(nullptr)
+                                                            : nlohmann::json(s.request.negative_prompt)},
+      {"sampler", s.request.sampler ? nlohmann::json(sampler_name(*s.request.sampler)) : nlohmann::json(nullptr)},
+      {"shift", s.request.shift ? nlohmann::json(*s.request.shift) : nlohmann::json(nullptr)},
       {"priority", s.priority},
       {"deadline_ms", job.deadline_s ? nlohmann::json(std::llround(*job.deadline_s * 1000))
                                      : nlohmann::json(nullptr)},

@@ -2,7 +2,8 @@
 // Jobs as the API shows them: OpenAI's video object (id, object "video", status queued |
 // in_progress | completed | failed, progress 0-100, created_at, completed_at, size,
 // seconds, model, prompt, error) plus ditserve's fields (phase, step, total_steps, dop,
-// devices, timings, num_frames, steps, seed, guidance_scale, priority, deadline_ms).
+// devices, timings, num_frames, steps, seed, guidance_scale, negative_prompt, sampler,
+// shift, priority, deadline_ms; the last five null when the request left them out).
 
 #include <nlohmann/json.hpp>
 #include <string>

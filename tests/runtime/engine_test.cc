@@ -15,8 +15,9 @@
 #include "tensor/error.h"
 
 // The serving engine on CPU devices with the tiny model: jobs end to end, groups of
-// several devices against the one-device Pipeline, concurrent jobs under two policies,
-// cancellation, resuming from the state file, a failing device, and bad input.
+// several devices against the one-device Pipeline (tiny-wan's too), concurrent jobs under
+// two policies, cancellation, resuming from the state file (exactly, UniPC included), a
+// failing device, and bad input.
 
 namespace ditserve::runtime {
 namespace {
@@ -121,6 +122,24 @@ TEST(Engine, GroupsOfTwoAndFourGiveTheOneDeviceVideo) {
   }
 }
 
+// A Wan job on a group of two devices (Ulysses) gives the one-device video.
+TEST(Engine, WanOnTwoDevicesGivesTheOneDeviceVideo) {
+  const ScratchDir scratch;
+  const std::filesystem::path& dir = scratch.path();
+  Recorder rec;
+  EngineOptions options = cpu_engine(2, "static:2");
+  options.models = {"tiny-wan"};
+  const auto engine = make_engine(options);
+  engine->set_listener(rec.listener());
+  const JobSpec job = testing::small_wan_job("wan2", dir, 3);
+  engine->submit(job);
+  const JobProgress end = rec.wait_terminal(job.id);
+  ASSERT_EQ(end.phase, JobPhase::kCompleted) << end.error;
+  EXPECT_EQ(end.dop, 2);
+  expect_valid_mp4(job);
+  EXPECT_LE(max_level_difference(ditserve::testing::decode_rgb(job.output), reference_frames(job, dir)), 2);
+}
+
 void run_concurrent(const std::string& policy) {
   const ScratchDir scratch;
   const std::filesystem::path& dir = scratch.path();
@@ -211,39 +230,45 @@ TEST(Engine, CancelFreesDevicesOfRunningAndQueuedJobs) {
 }
 
 // A shutdown mid-job leaves the state file; an engine started later resumes from it and
-// produces what the uninterrupted run does.
-TEST(Engine, ResumesFromTheStateFileAfterAShutdown) {
+// produces exactly what the uninterrupted run does (for Wan's UniPC too: its history is
+// in the state file).
+void expect_resume_matches_uninterrupted(const EngineOptions& options, JobSpec job) {
   const ScratchDir scratch;
   const std::filesystem::path& dir = scratch.path();
-  JobSpec job = small_job("durable", dir, 40);
-  job.state_file = dir / "durable.state";
+  job.output = dir / (job.id + ".mp4");
+  job.state_file = dir / (job.id + ".state");
+  const int steps = job.request.steps;
   {
     Recorder rec;
-    const auto engine = make_engine(cpu_engine(1, "elastic"));
+    const auto engine = make_engine(options);
     engine->set_listener(rec.listener());
     engine->submit(job);
-    ASSERT_TRUE(rec.wait_for("durable", [](const JobProgress& p) { return p.step >= 2; }));
+    ASSERT_TRUE(rec.wait_for(job.id, [](const JobProgress& p) { return p.step >= 2; }));
     engine->shutdown();
-    EXPECT_FALSE(is_terminal(rec.events("durable").back().phase));
-    EXPECT_THROW(engine->submit(small_job("late", dir)), Error);
+    EXPECT_FALSE(is_terminal(rec.events(job.id).back().phase));
+    JobSpec late = job;
+    late.id = "late";
+    late.state_file.clear();
+    EXPECT_THROW(engine->submit(late), Error);
   }
   ASSERT_TRUE(std::filesystem::exists(job.state_file));
   EXPECT_FALSE(std::filesystem::exists(job.output));
 
   Recorder rec;
-  const auto engine = make_engine(cpu_engine(1, "elastic"));
+  const auto engine = make_engine(options);
   engine->set_listener(rec.listener());
   engine->submit(job);
-  const JobProgress end = rec.wait_terminal("durable");
+  const JobProgress end = rec.wait_terminal(job.id);
   ASSERT_EQ(end.phase, JobPhase::kCompleted) << end.error;
   EXPECT_FALSE(std::filesystem::exists(job.state_file));
-  std::vector<int> steps;  // the resumed run's: from where it resumed to the end
-  for (const JobProgress& p : rec.events("durable"))
-    if (p.phase == JobPhase::kDenoising) steps.push_back(p.step);
-  ASSERT_FALSE(steps.empty());
-  EXPECT_GE(steps.front(), 2);  // resumed, not restarted
-  EXPECT_EQ(steps.back(), 40);
-  EXPECT_EQ(std::count(steps.begin(), steps.end(), 1), 0);
+  std::vector<int> seen;  // the resumed run's: from where it resumed to the end
+  for (const JobProgress& p : rec.events(job.id))
+    if (p.phase == JobPhase::kDenoising) seen.push_back(p.step);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_GE(seen.front(), 2);  // resumed, not restarted
+  EXPECT_LT(seen.front(), steps);  // with steps left to run from the saved history
+  EXPECT_EQ(seen.back(), steps);
+  EXPECT_EQ(std::count(seen.begin(), seen.end(), 1), 0);
 
   JobSpec again = job;
   again.id = "uninterrupted";
@@ -253,7 +278,17 @@ TEST(Engine, ResumesFromTheStateFileAfterAShutdown) {
   ASSERT_EQ(rec.wait_terminal("uninterrupted").phase, JobPhase::kCompleted);
   EXPECT_EQ(max_level_difference(ditserve::testing::decode_rgb(job.output),
                                  ditserve::testing::decode_rgb(again.output)),
-            0);
+            0) << "resumed at step " << seen.front();
+}
+
+TEST(Engine, ResumesFromTheStateFileAfterAShutdown) {
+  expect_resume_matches_uninterrupted(cpu_engine(1, "elastic"), small_job("durable", "", 40));
+}
+
+TEST(Engine, ResumesAWanUniPCJobExactly) {
+  EngineOptions options = cpu_engine(1, "elastic");
+  options.models = {"tiny-wan"};
+  expect_resume_matches_uninterrupted(options, testing::small_wan_job("durable-wan", "", 40));
 }
 
 TEST(Engine, AFailingDeviceSendsItsJobElsewhere) {
@@ -285,6 +320,25 @@ TEST(Engine, AFailingDeviceSendsItsJobElsewhere) {
   EXPECT_EQ(max_level_difference(ditserve::testing::decode_rgb(job.output),
                                  ditserve::testing::decode_rgb(again.output)),
             0);
+}
+
+// static:2 on two devices, one of which fails: no group of two can form again, so the job
+// (and any later one) fails at once with the cause instead of waiting forever.
+TEST(Engine, AJobNoGroupCanRunAnyMoreFailsWithTheCause) {
+  const ScratchDir scratch;
+  EngineOptions options = cpu_engine(2, "static:2");
+  options.faults = {{"cpu:1", 1}};
+  Recorder rec;
+  const auto engine = make_engine(options);
+  engine->set_listener(rec.listener());
+  for (const std::string id : {"stranded", "later"}) {
+    const JobSpec job = small_job(id, scratch.path());
+    engine->submit(job);
+    const JobProgress end = rec.wait_terminal(id, 30);
+    EXPECT_EQ(end.phase, JobPhase::kFailed) << id << ": " << end.error;
+    EXPECT_THAT(end.error, HasSubstr("policy static:2 needs 2 devices, 1 in service")) << id;
+    EXPECT_FALSE(std::filesystem::exists(job.output)) << id;
+  }
 }
 
 std::string rejection(const std::function<void()>& f) {

@@ -35,6 +35,17 @@ inline JobSpec small_job(const std::string& id, const std::filesystem::path& dir
   return job;
 }
 
+// tiny-wan's defaults (UniPC, its shift and guidance, 16 fps) at 5 frames of 48x32: two
+// latent frames of 4 x 6, 12 tokens.
+inline JobSpec small_wan_job(const std::string& id, const std::filesystem::path& dir, int steps = 3) {
+  JobSpec job = small_job(id, dir, steps);
+  job.model = "tiny-wan";
+  const GenerateRequest defaults = default_request(find_model("tiny-wan"));
+  job.request.guidance = defaults.guidance;
+  job.request.fps = defaults.fps;
+  return job;
+}
+
 inline EngineOptions cpu_engine(int devices, const std::string& policy) {
   quiet_ffmpeg_logging();  // libx264 prints its settings for every video otherwise
   EngineOptions options;

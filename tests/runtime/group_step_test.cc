@@ -1,32 +1,87 @@
 #include "runtime/group_step.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/copy.h"
 #include "pipeline/pipeline.h"
 #include "support/random.h"
+#include "tensor/error.h"
 
 // The runtime's step on a device group against GenerationState::step on one device: the
-// tiny pipeline's request, stepped on groups of 1, 2, 3 and 4 CPU devices that change
-// between steps, gives the one-device latents.
+// tiny pipeline's request (STDiT3, frame-position parallel) and tiny-wan's (Ulysses, with
+// UniPC's history), stepped on groups of 1 to 4 CPU devices that change between steps,
+// give the one-device latents. A state moved between devices keeps its UniPC history.
 
 namespace ditserve::runtime {
 namespace {
 
-TEST(GroupStep, ChangingGroupsGiveTheOneDeviceLatents) {
-  constexpr int kRanks = 4;
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::vector<std::unique_ptr<Pipeline>> pipelines;
-  std::vector<Backend*> devices;
-  for (int r = 0; r < kRanks; ++r) {
-    backends.push_back(make_backend(Device::cpu(r)));
-    devices.push_back(backends.back().get());
-    pipelines.push_back(std::make_unique<Pipeline>(find_model("tiny"), *backends.back(), std::nullopt));
+using ::testing::HasSubstr;
+
+constexpr int kRanks = 4;
+
+// One pipeline of `model` per CPU device, and the fabric over them.
+class Devices {
+ public:
+  explicit Devices(const std::string& model) {
+    std::vector<Backend*> devices;
+    for (int r = 0; r < kRanks; ++r) {
+      backends_.push_back(make_backend(Device::cpu(r)));
+      devices.push_back(backends_.back().get());
+      pipelines_.push_back(std::make_unique<Pipeline>(find_model(model), *backends_.back(), std::nullopt));
+    }
+    fabric_ = std::make_unique<Fabric>(devices);
   }
-  Fabric fabric(devices);
+
+  Backend& backend(int r) { return *backends_[static_cast<std::size_t>(r)]; }
+  Pipeline& pipeline(int r) { return *pipelines_[static_cast<std::size_t>(r)]; }
+  Fabric& fabric() { return *fabric_; }
+
+  GenerationState start(const GenerateRequest& request) {
+    return pipeline(0).start(request, pipeline(0).encode(request.prompt));
+  }
+
+  // The request's latents after every step on one device, on the host.
+  Tensor one_device(const GenerateRequest& request) {
+    GenerationState state = start(request);
+    while (!state.done()) state.step(backend(0), pipeline(0).transformer());
+    return host(0, state.latents());
+  }
+
+  // The request's latents after one step on each group of `schedule` (the state moving
+  // to each group's first member as the engine moves it), on the host.
+  Tensor on_groups(const GenerateRequest& request, const std::vector<DeviceGroup>& schedule) {
+    GenerationState state = start(request);
+    int holder = 0;
+    for (const DeviceGroup& group : schedule) {
+      const int leader = group.ranks[0];
+      if (leader != holder) state.move_to(backend(holder), backend(leader));
+      holder = leader;
+      std::vector<DiffusionTransformer*> members;
+      for (int r : group.ranks) members.push_back(&pipeline(r).transformer());
+      group_step(fabric(), group, members, state);
+    }
+    EXPECT_TRUE(state.done());
+    return host(holder, state.latents());
+  }
+
+  Tensor host(int rank, const Tensor& t) {
+    const std::unique_ptr<Backend> cpu = make_backend(Device::cpu());
+    return transfer(backend(rank), t, *cpu);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Backend>> backends_;
+  std::vector<std::unique_ptr<Pipeline>> pipelines_;
+  std::unique_ptr<Fabric> fabric_;
+};
+
+TEST(GroupStep, ChangingGroupsGiveTheOneDeviceLatents) {
+  Devices d("tiny");
   GenerateRequest request;
   request.prompt = "a lighthouse at dusk";
   request.frames = 5;
@@ -35,27 +90,82 @@ TEST(GroupStep, ChangingGroupsGiveTheOneDeviceLatents) {
   request.steps = 4;
   request.seed = 3;
 
-  GenerationState want = pipelines[0]->start(request, pipelines[0]->encode(request.prompt));
-  GenerationState got = want;
-  while (!want.done()) want.step(*backends[0], pipelines[0]->transformer());
+  const Tensor want = d.one_device(request);
+  const Tensor got = d.on_groups(request, {{{0, 1}}, {{2, 0, 3, 1}}, {{3}}, {{1, 2, 0}}});
+  EXPECT_LE(ditserve::testing::relative_error(got, want), 1e-5);
+  const Tensor start = d.start(request).latents();
+  EXPECT_GT(ditserve::testing::relative_error(want, start), 0.05);  // the steps moved z
+}
 
-  const std::vector<DeviceGroup> schedule = {{{0, 1}}, {{2, 0, 3, 1}}, {{3}}, {{1, 2, 0}}};
-  int holder = 0;
-  for (const DeviceGroup& group : schedule) {
-    const int leader = group.ranks[0];
-    if (leader != holder) got.move_to(*backends[holder], *backends[leader]);
-    holder = leader;
-    std::vector<STDiT3*> members;
-    for (int r : group.ranks) members.push_back(dynamic_cast<STDiT3*>(&pipelines[r]->transformer()));
-    group_step(fabric, group, members, got);
+GenerateRequest wan_request(int steps) {
+  GenerateRequest r = default_request(find_model("tiny-wan"));  // unipc
+  r.prompt = "a heron wading at dawn";
+  r.frames = 5;  // 2 latent frames of 4 x 6 latents: 2 x 2 x 3 = 12 tokens
+  r.height = 32;
+  r.width = 48;
+  r.steps = steps;
+  r.seed = 11;
+  return r;
+}
+
+// DoP schedules 1,1,1; 2,2,2; 4,4,4 and 1,2,4,2,1,3 with members and leaders changing.
+TEST(GroupStep, WanUlyssesGroupsGiveTheOneDeviceLatents) {
+  Devices d("tiny-wan");
+  const std::vector<std::vector<DeviceGroup>> schedules = {
+      {{{0}}, {{0}}, {{0}}},
+      {{{0, 1}}, {{0, 1}}, {{0, 1}}},
+      {{{0, 1, 2, 3}}, {{0, 1, 2, 3}}, {{0, 1, 2, 3}}},
+      {{{0}}, {{1, 2}}, {{3, 0, 2, 1}}, {{2, 3}}, {{1}}, {{0, 3, 2}}},
+  };
+  for (const std::vector<DeviceGroup>& schedule : schedules) {
+    const GenerateRequest request = wan_request(static_cast<int>(schedule.size()));
+    const Tensor want = d.one_device(request);
+    const Tensor got = d.on_groups(request, schedule);
+    std::string dops;
+    for (const DeviceGroup& g : schedule) dops += std::to_string(g.size()) + " ";
+    EXPECT_LE(ditserve::testing::relative_error(got, want), 1e-5) << "DoP " << dops;
+    EXPECT_GT(ditserve::testing::relative_error(want, d.start(request).latents()), 0.05);
   }
-  ASSERT_TRUE(got.done());
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
-  const Tensor a = transfer(*backends[holder], got.latents(), *host);
-  const Tensor b = transfer(*backends[0], want.latents(), *host);
-  EXPECT_LE(ditserve::testing::relative_error(a, b), 1e-5);
-  GenerationState start = pipelines[0]->start(request, pipelines[0]->encode(request.prompt));
-  EXPECT_GT(ditserve::testing::relative_error(b, start.latents()), 0.05);  // the steps moved z
+}
+
+// Moving a UniPC state between devices mid-run carries its history: the run continues
+// bit for bit as on one device. Dropping the history (a resume from the latents alone)
+// changes the result, so the comparison would notice a lost history.
+TEST(GroupStep, MovedUniPCStateKeepsItsHistory) {
+  Devices d("tiny-wan");
+  const GenerateRequest request = wan_request(4);
+  const Tensor want = d.one_device(request);
+
+  GenerationState moved = d.start(request);
+  DiffusionTransformer& dit0 = d.pipeline(0).transformer();
+  moved.step(d.backend(0), dit0);
+  moved.step(d.backend(0), dit0);
+  ASSERT_TRUE(moved.solver_history().has_value());
+  EXPECT_EQ(moved.solver_history()->x0.size(), 2u);
+  const GenerationState at_two = moved;
+  moved.move_to(d.backend(0), d.backend(2));
+  EXPECT_EQ(moved.solver_history()->x0[0].device(), d.backend(2).device());
+  EXPECT_EQ(moved.solver_history()->last_sample.device(), d.backend(2).device());
+  while (!moved.done()) moved.step(d.backend(2), d.pipeline(2).transformer());
+  EXPECT_EQ(d.host(2, moved.latents()).to_vector_f32(), want.to_vector_f32());
+
+  GenerationState forgetful(at_two.latents(), at_two.captions(), at_two.caption_lengths(),
+                            at_two.options(), at_two.step_index());
+  GenerationState restored = forgetful;
+  restored.restore_solver_history(*at_two.solver_history());
+  while (!forgetful.done()) forgetful.step(d.backend(0), dit0);
+  while (!restored.done()) restored.step(d.backend(0), dit0);
+  EXPECT_EQ(d.host(0, restored.latents()).to_vector_f32(), want.to_vector_f32());
+  EXPECT_GT(ditserve::testing::relative_error(d.host(0, forgetful.latents()), want), 1e-4);
+
+  // A history of another step is refused, naming it.
+  GenerationState early = d.start(request);
+  try {
+    early.restore_solver_history(*at_two.solver_history());
+    ADD_FAILURE() << "a step-2 history was accepted at step 0";
+  } catch (const InvalidArgument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("history"));
+  }
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "models/registry.h"
 #include "server/api_error.h"
 
 namespace ditserve::server {
@@ -44,6 +45,128 @@ TEST(GenerationRequest, ParsesJsonWithDefaults) {
   EXPECT_EQ(p.request.steps, 30);
   EXPECT_FALSE(p.deadline_s.has_value());
   EXPECT_FALSE(p.reject_if_late);
+}
+
+// Fields left out take the chosen model's defaults: Wan's frames, size, steps, guidance
+// and fps (seconds map through its 16 fps), its sampler, shift and negative prompt left
+// to the pipeline; a frame count Wan cannot take is a 400 naming num_frames.
+TEST(GenerationRequest, WanRequestsGetWanDefaults) {
+  const std::vector<std::string> models = {"tiny", "tiny-wan"};
+  const auto wan = [&](const std::string& json) {
+    return parse_video_request(json_fields(json), models, RequestLimits{});
+  };
+  const GenerateRequest want = default_request(find_model("tiny-wan"));
+  const GenerationParams p = wan(R"({"model": "tiny-wan", "prompt": "a heron"})");
+  EXPECT_EQ(p.model, "tiny-wan");
+  EXPECT_EQ(p.request.frames, want.frames);
+  EXPECT_EQ(p.request.width, want.width);
+  EXPECT_EQ(p.request.height, want.height);
+  EXPECT_EQ(p.request.steps, want.steps);
+  EXPECT_FLOAT_EQ(p.request.guidance, want.guidance);
+  EXPECT_FLOAT_EQ(p.request.fps, 16.0f);
+  EXPECT_FALSE(p.request.sampler.has_value());  // the model's (unipc)
+  EXPECT_FALSE(p.request.shift.has_value());
+  EXPECT_EQ(p.request.negative_prompt, "");      // the model's sample_neg_prompt
+  // The Open-Sora defaults would be 16 frames, 30 steps, guidance 7 at 24 fps.
+  EXPECT_NE(p.request.steps, 30);
+  EXPECT_NE(p.request.guidance, 7.0f);
+
+  const GenerationParams given = wan(
+      R"({"model": "tiny-wan", "prompt": "a heron", "size": "48x32", "num_frames": 9,
+          "steps": 4, "guidance_scale": 3})");
+  EXPECT_EQ(given.request.frames, 9);
+  EXPECT_EQ(given.request.width, 48);
+  EXPECT_EQ(given.request.steps, 4);
+  EXPECT_FLOAT_EQ(given.request.guidance, 3.0f);
+  EXPECT_EQ(wan(R"({"model": "tiny-wan", "prompt": "p", "seconds": "0.5625"})").request.frames, 9);
+
+  for (const std::string body : {R"({"model": "tiny-wan", "prompt": "p", "num_frames": 6})",
+                                 R"({"model": "tiny-wan", "prompt": "p", "seconds": "1"})"}) {
+    try {
+      wan(body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+      EXPECT_EQ(e.param, "num_frames") << body << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("4k+1"), std::string::npos) << e.what();
+    }
+  }
+  // The default model keeps its own defaults.
+  const GenerationParams tiny = wan(R"({"prompt": "p"})");
+  EXPECT_EQ(tiny.request.frames, 16);
+  EXPECT_EQ(tiny.request.steps, 30);
+  EXPECT_FLOAT_EQ(tiny.request.fps, 24.0f);
+}
+
+// Wan's negative prompt, sampler and shift, from JSON and from a form; each bad value a
+// 400 naming its field. Open-Sora ignores a negative prompt (the pipeline does) but takes
+// neither a flow sampler nor a shift.
+TEST(GenerationRequest, NegativePromptSamplerAndShift) {
+  const std::vector<std::string> models = {"tiny", "tiny-wan"};
+  const auto parse = [&](const std::string& json) {
+    return parse_video_request(json_fields(json), models, RequestLimits{});
+  };
+  const GenerationParams p = parse(
+      R"({"model": "tiny-wan", "prompt": "a heron", "negative_prompt": "blurry, static",
+          "sampler": "euler", "shift": 3.5})");
+  EXPECT_EQ(p.request.negative_prompt, "blurry, static");
+  ASSERT_TRUE(p.request.sampler.has_value());
+  EXPECT_EQ(*p.request.sampler, SamplerKind::euler);
+  ASSERT_TRUE(p.request.shift.has_value());
+  EXPECT_DOUBLE_EQ(*p.request.shift, 3.5);
+  EXPECT_EQ(*parse(R"({"model": "tiny-wan", "prompt": "p", "sampler": "unipc"})").request.sampler,
+            SamplerKind::unipc);
+  EXPECT_EQ(*parse(R"({"model": "tiny", "prompt": "p", "sampler": "rflow"})").request.sampler,
+            SamplerKind::rectified_flow);
+  EXPECT_EQ(parse(R"({"model": "tiny", "prompt": "p", "negative_prompt": "n"})").request.negative_prompt,
+            "n");
+
+  Fields f;
+  f.from_form = true;
+  f.values = {{"model", "tiny-wan"}, {"prompt", "p"}, {"negative_prompt", "dark"},
+              {"sampler", "euler"},  {"shift", "2.5"}};
+  const GenerationParams from_form = parse_video_request(f, models, RequestLimits{});
+  EXPECT_EQ(from_form.request.negative_prompt, "dark");
+  EXPECT_EQ(*from_form.request.sampler, SamplerKind::euler);
+  EXPECT_DOUBLE_EQ(*from_form.request.shift, 2.5);
+
+  RequestLimits limits;
+  limits.max_prompt_bytes = 8;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"model": "tiny-wan", "prompt": "p", "negative_prompt": 3})", "negative_prompt"},
+      {R"({"model": "tiny-wan", "prompt": "p", "negative_prompt": "123456789"})", "negative_prompt"},
+      {R"({"model": "tiny-wan", "prompt": "p", "sampler": "ddim"})", "sampler"},
+      {R"({"model": "tiny-wan", "prompt": "p", "sampler": 1})", "sampler"},
+      {R"({"model": "tiny-wan", "prompt": "p", "sampler": "rflow"})", "sampler"},
+      {R"({"model": "tiny", "prompt": "p", "sampler": "unipc"})", "sampler"},
+      {R"({"model": "tiny-wan", "prompt": "p", "shift": 0})", "shift"},
+      {R"({"model": "tiny-wan", "prompt": "p", "shift": -1})", "shift"},
+      {R"({"model": "tiny-wan", "prompt": "p", "shift": 1e9})", "shift"},
+      {R"({"model": "tiny-wan", "prompt": "p", "shift": "3"})", "shift"},
+      {R"({"model": "tiny", "prompt": "p", "shift": 3})", "shift"},
+  };
+  for (const auto& [body, field] : bad) {
+    try {
+      parse_video_request(json_fields(body), models, limits);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400) << body;
+      EXPECT_EQ(e.param, field) << body << ": " << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind(field + ":", 0), 0u) << e.what();
+    }
+  }
+  // The byte limit is the prompt's: a negative prompt of exactly that many bytes passes.
+  EXPECT_EQ(parse_video_request(
+                json_fields(R"({"model": "tiny-wan", "prompt": "p", "negative_prompt": "12345678"})"),
+                models, limits)
+                .request.negative_prompt,
+            "12345678");
+  // Images take them too.
+  const ImageParams image = parse_image_request(
+      json_fields(R"({"model": "tiny-wan", "prompt": "p", "negative_prompt": "n", "sampler": "euler"})"),
+      models, RequestLimits{});
+  EXPECT_EQ(image.generation.request.negative_prompt, "n");
+  EXPECT_EQ(*image.generation.request.sampler, SamplerKind::euler);
 }
 
 TEST(GenerationRequest, ParsesEveryField) {

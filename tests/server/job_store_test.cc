@@ -2,8 +2,11 @@
 
 #include "server/job_store.h"
 
+#include <sqlite3.h>
+
 #include <gtest/gtest.h>
 
+#include "pipeline/flow_matching.h"
 #include "server_test_util.h"
 #include "tensor/error.h"
 
@@ -26,6 +29,10 @@ TEST(JobStore, RoundTripsEveryField) {
   job.progress.dop = 2;
   job.progress.encode_s = 0.25;
   job.progress.denoise_s = 1.5;
+  job.spec.model = "tiny-wan";
+  job.spec.request.negative_prompt = "blurry, 'quoted', \"static\"";
+  job.spec.request.sampler = SamplerKind::euler;
+  job.spec.request.shift = 3.25;
   {
     JobStore store(dir.path() / "jobs.db");
     store.put(job);
@@ -35,7 +42,10 @@ TEST(JobStore, RoundTripsEveryField) {
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->seq, 7);
   EXPECT_EQ(back->kind, JobKind::kImage);
-  EXPECT_EQ(back->spec.model, "tiny");
+  EXPECT_EQ(back->spec.model, "tiny-wan");
+  EXPECT_EQ(back->spec.request.negative_prompt, job.spec.request.negative_prompt);
+  EXPECT_EQ(back->spec.request.sampler, std::optional<SamplerKind>(SamplerKind::euler));
+  EXPECT_EQ(back->spec.request.shift, std::optional<double>(3.25));
   EXPECT_EQ(back->spec.request.prompt, "prompt of video_a");
   EXPECT_EQ(back->spec.request.frames, 9);
   EXPECT_EQ(back->spec.request.width, 32);
@@ -79,6 +89,60 @@ TEST(JobStore, KeepsJobsInEveryStateInOrderAndReplacesById) {
   EXPECT_EQ(store.max_seq(), 10);
   store.remove("job3");
   EXPECT_EQ(store.load_all().size(), phases.size() - 1);
+}
+
+// Unset stays unset (the model's defaults), rather than becoming a value.
+TEST(JobStore, UnsetSamplerShiftAndNegativePromptStayUnset) {
+  TempDataDir dir("store_unset");
+  JobStore store(dir.path() / "jobs.db");
+  store.put(stored_job(dir.path(), 1, JobPhase::kQueued, "plain"));
+  const Job back = *store.get("plain");
+  EXPECT_EQ(back.spec.request.negative_prompt, "");
+  EXPECT_FALSE(back.spec.request.sampler.has_value());
+  EXPECT_FALSE(back.spec.request.shift.has_value());
+}
+
+// A database written before negative_prompt, sampler and shift existed: the same table,
+// its spec JSON without those keys. It opens, its jobs load with the model's defaults,
+// and new jobs with the fields go into the same file.
+TEST(JobStore, OpensAStoreWrittenBeforeTheWanFields) {
+  TempDataDir dir("store_old");
+  const std::filesystem::path path = dir.path() / "jobs.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const std::string old_spec =
+        R"({"kind": "video", "model": "tiny-wan", "prompt": "an old job", "frames": 5, "width": 32,)"
+        R"( "height": 32, "steps": 2, "guidance": 5.0, "fps": 16.0, "seed": 9, "priority": 0,)"
+        R"( "output": "/tmp/old.mp4", "format": "mp4", "state_file": "/tmp/old.state"})";
+    const std::string sql =
+        "CREATE TABLE jobs (seq INTEGER NOT NULL UNIQUE, id TEXT PRIMARY KEY, spec TEXT NOT NULL,"
+        " phase TEXT NOT NULL, step INTEGER NOT NULL, total_steps INTEGER NOT NULL,"
+        " dop INTEGER NOT NULL, created_at REAL NOT NULL, completed_at REAL,"
+        " cancel_requested INTEGER NOT NULL, error TEXT NOT NULL, timings TEXT NOT NULL);"
+        "INSERT INTO jobs VALUES (3, 'video_old', '" + old_spec +
+        "', 'denoising', 1, 2, 1, 1700000000.0, NULL, 0, '', '{}');";
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_close(db);
+  }
+  JobStore store(path);
+  const std::vector<Job> jobs = store.load_all();
+  ASSERT_EQ(jobs.size(), 1u);
+  const GenerateRequest& r = jobs[0].spec.request;
+  EXPECT_EQ(r.prompt, "an old job");
+  EXPECT_EQ(r.negative_prompt, "");
+  EXPECT_FALSE(r.sampler.has_value());
+  EXPECT_FALSE(r.shift.has_value());
+  EXPECT_EQ(jobs[0].progress.phase, JobPhase::kDenoising);
+
+  Job next = stored_job(dir.path(), 4, JobPhase::kQueued, "video_new");
+  next.spec.request.negative_prompt = "dark";
+  next.spec.request.shift = 2;
+  store.put(next);
+  EXPECT_EQ(store.get("video_new")->spec.request.negative_prompt, "dark");
+  EXPECT_EQ(store.get("video_new")->spec.request.shift, std::optional<double>(2));
+  EXPECT_EQ(store.load_all().size(), 2u);
 }
 
 TEST(JobStore, UnopenableFileIsAnErrorNamingIt) {

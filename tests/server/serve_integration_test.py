@@ -329,6 +329,61 @@ class ServeTest(unittest.TestCase):
             self.assertEqual(int(ffprobe(path)["nb_read_frames"]), QUICK["num_frames"])
             self.assertNotIn("cpu:0", v["devices"])  # the failed device is not used again
 
+    def test_wan_job_with_model_defaults(self):
+        s = self.start("--models", "tiny,tiny-wan")
+        # Only the steps given: tiny-wan's size (64x64), frames (5) and 16 fps apply.
+        video = submit(s.url, model="tiny-wan", steps=2)
+        self.assertEqual((video["model"], video["size"], video["num_frames"]), ("tiny-wan", "64x64", 5))
+        self.assertEqual(video["seconds"], "0.31")  # 5 frames at Wan's 16 fps
+        done = wait_status(s.url, video["id"], "completed", timeout=60)
+        self.assertEqual(done["progress"], 100)
+        path = os.path.join(self.tmp.name, "wan.mp4")
+        with open(path, "wb") as f:
+            f.write(requests.get(f"{s.url}/v1/videos/{video['id']}/content").content)
+        probe = ffprobe(path)
+        self.assertEqual((probe["width"], probe["height"], int(probe["nb_read_frames"])), (64, 64, 5))
+        r = requests.post(s.url + "/v1/videos", json={"model": "tiny-wan", "prompt": "x", "num_frames": 6})
+        self.assertEqual(r.status_code, 400, r.text)
+        self.assertEqual(r.json()["error"]["param"], "num_frames")
+        self.assertIn("4k+1", r.json()["error"]["message"])
+
+    def test_wan_negative_prompt_sampler_shift(self):
+        s = self.start("--models", "tiny,tiny-wan", devices="cpu:0")
+        wan = {"model": "tiny-wan", **QUICK, "seed": 5}
+        asked = {"negative_prompt": "blurry, static", "sampler": "euler", "shift": 3.5}
+        video = submit(s.url, **wan, **asked)
+        self.assertEqual({k: video[k] for k in asked}, asked)
+        plain = submit(s.url, **wan)  # the model's defaults: shown as null
+        self.assertEqual([plain[k] for k in asked], [None, None, None])
+        # As a form (what the SDK sends), only the negative prompt differs from `video`.
+        form = {k: (None, str(v)) for k, v in {**wan, "prompt": "a lighthouse at dusk",
+                                                "negative_prompt": "dark"}.items()}
+        r = requests.post(s.url + "/v1/videos", files=form, timeout=30)
+        self.assertEqual(r.status_code, 200, r.text)
+        other = r.json()
+        self.assertEqual(other["negative_prompt"], "dark")
+        again = submit(s.url, **wan)
+        contents = []
+        for v in (video, plain, other, again):
+            wait_status(s.url, v["id"], "completed", timeout=60)
+            contents.append(requests.get(f"{s.url}/v1/videos/{v['id']}/content", timeout=30).content)
+        # The negative prompt reaches the model: one device, the same seed and request give
+        # the same bytes, another unconditional branch does not.
+        self.assertEqual(contents[1], contents[3])
+        self.assertNotEqual(contents[1], contents[2])
+        for body, param in [({"sampler": "ddim"}, "sampler"), ({"shift": 0}, "shift"),
+                            ({"negative_prompt": ["x"]}, "negative_prompt"),
+                            ({"negative_prompt": "x" * 9000}, "negative_prompt"),
+                            ({"model": "tiny", "shift": 3}, "shift")]:
+            r = requests.post(s.url + "/v1/videos", json={**wan, "prompt": "x", **body}, timeout=30)
+            self.assertEqual(r.status_code, 400, r.text)
+            self.assertEqual(r.json()["error"]["param"], param, r.text)
+        self.assertEqual(s.stop(), 0)
+        s2 = self.start("--models", "tiny,tiny-wan", devices="cpu:0")  # the fields survive a restart
+        back = status(s2.url, video["id"])
+        self.assertEqual({k: back[k] for k in asked}, asked)
+        self.assertEqual(status(s2.url, plain["id"])["sampler"], None)
+
     def test_images_metrics_health(self):
         s = self.start()
         image = s.client().images.generate(model="tiny", prompt="a blue square", size="32x32", n=1,
