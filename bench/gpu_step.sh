@@ -16,14 +16,6 @@ rows=${GPU_STEP_ROWS:-all}
 targets="ditserve"
 [[ " $parts " == *" check "* ]] && targets="ditserve gpu_check"
 start=$SECONDS
-# The server layer's cpp-httplib.pc requires brotli's .pc files, which neither the image
-# nor .deps has; nothing built here links the server, so empty stand-ins let cmake configure.
-pc=/tmp/ditserve-deps/usr/lib/x86_64-linux-gnu/pkgconfig
-mkdir -p "$pc"
-for m in libbrotlicommon libbrotlidec libbrotlienc; do
-  pkg-config --exists $m 2>/dev/null || [[ -f "$pc/$m.pc" ]] ||
-    printf 'Name: %s\nDescription: stand-in\nVersion: 1.0.9\n' $m > "$pc/$m.pc"
-done
 source bench/gpu_build.sh $targets || exit 1
 set +e
 log="$OUT/step.log"

@@ -363,7 +363,16 @@ int EngineImpl::check(const JobSpec& job) const {
   } catch (const InvalidArgument& e) {
     throw rename_field(e, "frames", "num_frames");
   }
-  slots_.front()->pipelines[static_cast<std::size_t>(model)]->tokenizer().encode(job.request.prompt);
+  const Tokenizer& tokenizer = slots_.front()->pipelines[static_cast<std::size_t>(model)]->tokenizer();
+  tokenizer.encode(job.request.prompt);
+  // Checked here so an over-long negative prompt is refused at submit, not at encode.
+  if (spec.is_wan() && !job.request.negative_prompt.empty()) {
+    try {
+      tokenizer.encode(job.request.negative_prompt);
+    } catch (const InvalidArgument& e) {
+      throw rename_field(e, "prompt", "negative_prompt");
+    }
+  }
   if (!(job.deadline_s > 0)) throw InvalidArgument("deadline_s: must be > 0");
   if (job.output.empty()) throw InvalidArgument("output: a path is required");
   if (!built_with_ffmpeg()) throw InvalidArgument("output: this build writes no MP4 or PNG (no FFmpeg)");

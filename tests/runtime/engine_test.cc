@@ -23,6 +23,7 @@ namespace ditserve::runtime {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 using testing::cpu_engine;
 using testing::Recorder;
 using testing::ScratchDir;
@@ -384,6 +385,23 @@ TEST(Engine, BadSubmitNamesTheField) {
   engine->submit(job);
   EXPECT_THAT(rejection([&] { engine->submit(job); }), HasSubstr("id"));
   EXPECT_TRUE(engine->cancel("dup"));
+}
+
+// tiny-wan's encoder takes 64 tokens: a longer negative prompt is refused at submit, with
+// its own field named, rather than failing the job later at encode.
+TEST(Engine, OverLongNegativePromptIsRefusedAtSubmit) {
+  const ScratchDir scratch;
+  EngineOptions options = cpu_engine(1, "elastic");
+  options.models = {"tiny-wan"};
+  const auto engine = make_engine(options);
+  JobSpec job = testing::small_wan_job("neg", scratch.path());
+  std::string words;
+  for (int i = 0; i < 200; ++i) words += "blurry ";
+  job.request.negative_prompt = words;
+  EXPECT_THAT(rejection([&] { engine->submit(job); }), StartsWith("negative_prompt"));
+  job.request.negative_prompt = "blurry";
+  EXPECT_EQ(rejection([&] { engine->submit(job); }), "accepted");
+  EXPECT_TRUE(engine->cancel("neg"));
 }
 
 TEST(Engine, BadOptionsNameTheOption) {
