@@ -10,12 +10,23 @@ namespace {
 
 constexpr std::uint64_t kTinySeed = 0;
 
+ModelSpec opensora(std::string name, T5Config text, STDiT3Config dit, OpenSoraVAEConfig vae,
+                   std::optional<std::uint64_t> builtin_seed) {
+  ModelSpec spec;
+  spec.name = std::move(name);
+  spec.text_encoder = text;
+  spec.transformer = dit;
+  spec.vae = vae;
+  spec.builtin_seed = builtin_seed;
+  return spec;
+}
+
 ModelSpec opensora_v1_2() {
-  return ModelSpec{"opensora-v1.2", t5_v1_1_xxl(), stdit3_xl_2(), opensora_vae_v1_2(), std::nullopt};
+  return opensora("opensora-v1.2", t5_v1_1_xxl(), stdit3_xl_2(), opensora_vae_v1_2(), std::nullopt);
 }
 
 ModelSpec tiny() {
-  ModelSpec spec{"tiny", t5_tiny(), stdit3_tiny(), opensora_vae_tiny(), kTinySeed};
+  ModelSpec spec = opensora("tiny", t5_tiny(), stdit3_tiny(), opensora_vae_tiny(), kTinySeed);
   // The DiT takes the encoder's output as captions, and its null caption has one row per
   // token the encoder accepts.
   spec.transformer.caption_channels = spec.text_encoder.d_model;
@@ -30,7 +41,9 @@ constexpr const char* kWanNegativePrompt =
     "的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
 ModelSpec wan(std::string name, T5Config text, WanConfig dit, WanVAEConfig vae) {
-  ModelSpec spec{std::move(name), text, {}, {}, std::nullopt};
+  ModelSpec spec;
+  spec.name = std::move(name);
+  spec.text_encoder = text;
   spec.family = ModelFamily::wan;
   spec.wan_transformer = dit;
   spec.wan_vae = vae;
