@@ -1,0 +1,177 @@
+// The bodies of the tasks the control loop posts to device workers. Each runs under its
+// job's task lock, holds its devices through a Lease, and ends by posting one Completion.
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "pipeline/video_writer.h"
+#include "runtime/engine_impl.h"
+#include "runtime/group_step.h"
+#include "runtime/state_copies.h"
+
+namespace ditserve::runtime {
+
+namespace {
+
+// Thrown when a device fails (fault injection) as a step starts on it.
+struct DeviceLostError {
+  int rank = -1;
+};
+
+}  // namespace
+
+void EngineImpl::run_encode(const std::shared_ptr<Job>& job, int rank) {
+  if (stopping_) return;
+  const std::lock_guard task(job->mu);
+  Completion done;
+  done.kind = Completion::Kind::kEncoded;
+  done.job = job;
+  try {
+    if (!job->cancel) {
+      {
+        const std::lock_guard lock(mu_);
+        job->progress.phase = JobPhase::kEncoding;
+        job->progress.queued_s = now() - job->submitted;
+        emit(*job);
+      }
+      Slot& s = slot(rank);
+      Pipeline& pipeline = *s.pipelines[static_cast<std::size_t>(job->model)];
+      const Lease lease(*this, {rank}, job->spec.id);
+      const double t0 = now();
+      GenerationState state = pipeline.start(
+          job->spec.request, pipeline.encode(job->spec.request.prompt, job->spec.request.negative_prompt));
+      if (job->resume) state = resume_state(*job->resume, state, *s.backend);
+      job->checkpoint = host_copy(state, *s.backend);
+      job->state = std::move(state);
+      job->holder = rank;
+      done.seconds = now() - t0;
+    }
+    if (!job->resume && !job->spec.state_file.empty() && job->checkpoint)
+      save_state(job->spec.state_file, job->spec.model, job->spec.request, *job->checkpoint);
+  } catch (const std::exception& e) {
+    done.kind = Completion::Kind::kFailed;
+    done.error = e.what();
+  }
+  post(std::move(done));
+}
+
+void EngineImpl::run_steps(const std::shared_ptr<Job>& job, std::vector<int> ranks, int steps) {
+  if (stopping_) return;
+  const std::lock_guard task(job->mu);
+  Completion done;
+  done.kind = Completion::Kind::kStepped;
+  done.job = job;
+  done.dop = static_cast<int>(ranks.size());
+  try {
+    // The device holding the state leads the group, so the state need not move.
+    const auto held = std::find(ranks.begin(), ranks.end(), job->holder);
+    if (held != ranks.end()) std::rotate(ranks.begin(), held, held + 1);
+    const int leader = ranks.front();
+    Backend& be = *slot(leader).backend;
+    std::vector<DiffusionTransformer*> members;
+    std::vector<std::string> names;
+    for (int r : ranks) {
+      members.push_back(&slot(r).pipelines[static_cast<std::size_t>(job->model)]->transformer());
+      names.push_back(slot(r).name);
+    }
+    const DeviceGroup group{ranks};
+    std::optional<GenerationState> latest;  // host copy after the last step
+    for (int i = 0; i < steps; ++i) {
+      if (stopping_) return;  // shutdown: the state file stays for a restart
+      if (job->cancel || (job->state ? *job->state : *job->checkpoint).done()) break;
+      double step_s = 0;
+      {
+        const Lease lease(*this, ranks, job->spec.id);
+        for (int r : ranks)
+          if (++slot(r).steps_started == slot(r).fail_at) throw DeviceLostError{r};
+        double t0 = now();
+        if (job->holder != leader) {
+          job->state = device_copy(*job->checkpoint, be);
+          job->holder = leader;
+          be.synchronize();
+          const double t1 = now();
+          done.move_s = t1 - t0;
+          t0 = t1;
+        }
+        group_step(*fabric_, group, members, *job->state);
+        latest = host_copy(*job->state, be);  // waits for the device
+        step_s = now() - t0;
+      }
+      done.step_s.push_back(step_s);
+      const int index = static_cast<int>(latest->step_index());
+      if (!job->spec.state_file.empty())
+        save_state(job->spec.state_file, job->spec.model, job->spec.request, *latest);
+      const std::lock_guard lock(mu_);
+      job->progress.phase = JobPhase::kDenoising;
+      job->progress.step = index;
+      job->progress.dop = static_cast<int>(ranks.size());
+      job->progress.devices = names;
+      job->progress.denoise_s += step_s + (i == 0 && done.move_s > 0 ? done.move_s : 0.0);
+      emit(*job);
+    }
+    if (latest) job->checkpoint = std::move(latest);
+  } catch (const DeviceLostError& lost) {
+    // What ran on the lost device is gone: the scheduler takes the action's steps back,
+    // and the request restarts them from the host copy made before the action.
+    job->state.reset();
+    job->holder = -1;
+    done.kind = Completion::Kind::kDeviceLost;
+    done.device = lost.rank;
+    done.step_s.clear();
+    const std::lock_guard lock(mu_);
+    job->progress.step = static_cast<int>(job->checkpoint->step_index());
+  } catch (const std::exception& e) {
+    done.kind = Completion::Kind::kFailed;
+    done.error = e.what();
+  }
+  post(std::move(done));
+}
+
+void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ranks) {
+  if (stopping_) return;
+  const std::lock_guard task(job->mu);
+  Completion done;
+  done.kind = Completion::Kind::kDecoded;
+  done.job = job;
+  try {
+    if (!job->cancel) {
+      const int rank = std::find(ranks.begin(), ranks.end(), job->holder) != ranks.end() ? job->holder : ranks.front();
+      {
+        const std::lock_guard lock(mu_);
+        job->progress.phase = JobPhase::kDecoding;
+        emit(*job);
+      }
+      Tensor video;
+      {
+        Slot& s = slot(rank);
+        const Lease lease(*this, {rank}, job->spec.id);
+        const double t0 = now();
+        const GenerationState state = job->holder == rank ? *job->state : device_copy(*job->checkpoint, *s.backend);
+        video = s.pipelines[static_cast<std::size_t>(job->model)]->decode(state);
+        done.seconds = now() - t0;
+        if (job->holder == rank) job->state.reset();  // freed by the thread driving its device
+      }
+      if (stopping_) return;
+      if (!job->cancel) write_output(*job, video);
+      const std::lock_guard lock(mu_);
+      job->progress.decode_s = done.seconds;
+    }
+  } catch (const std::exception& e) {
+    done.kind = Completion::Kind::kFailed;
+    done.error = e.what();
+  }
+  post(std::move(done));
+}
+
+void EngineImpl::write_output(const Job& job, const Tensor& video) const {
+  RgbFrames frames = to_rgb8(video);
+  if (job.spec.format == OutputFormat::kPng) {
+    frames.frames = 1;
+    frames.pixels.resize(static_cast<std::size_t>(frames.height * frames.width * 3));
+    write_png(job.spec.output, frames);
+  } else {
+    write_mp4(job.spec.output, frames, job.spec.request.fps);
+  }
+}
+
+}  // namespace ditserve::runtime
