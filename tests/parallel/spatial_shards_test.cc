@@ -85,7 +85,9 @@ void check_exchanges(Devices& d, const DeviceGroup& group, DType dtype, double t
   const Tensor att_want = cast(*host, attention(*host, flat, in(k), flat), DType::f32);
   EXPECT_LE(relative_error(to_host(ctx.gather(att, 1), 0), att_want), tolerance)
       << group.size() << " members, attention";
-  if (group.size() > 1) EXPECT_GT(ctx.bytes_exchanged(), 0);
+  if (group.size() > 1) {
+    EXPECT_GT(ctx.bytes_exchanged(), 0);
+  }
 }
 
 TEST(SpatialShards, CpuGroupsOfOneToFourMatchTheKernels) {
