@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -83,5 +84,30 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// `command` with `defaults`, where `overrides` replace or add options.
+inline std::vector<std::string> command_args(const std::string& command,
+                                             std::map<std::string, std::string> defaults,
+                                             const std::map<std::string, std::string>& overrides) {
+  for (const auto& [k, v] : overrides) defaults[k] = v;
+  std::vector<std::string> args = {command};
+  for (const auto& [k, v] : defaults) {
+    args.push_back(k);
+    args.push_back(v);
+  }
+  return args;
+}
+
+// Runs a command that must fail: non-zero exit, one line "error: ..." containing every
+// string of `expected`, and nothing left in `out_dir`.
+inline void expect_rejected(const std::vector<std::string>& args, const TempDir& out_dir,
+                            const std::vector<std::string>& expected) {
+  const RunResult r = run_ditserve(args);
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "not one line: " << r.out;
+  for (const std::string& e : expected) EXPECT_NE(r.out.find(e), std::string::npos) << r.out;
+  EXPECT_EQ(out_dir.entries(), 0u) << "output left behind after: " << r.out;
+}
 
 }  // namespace ditserve::testing

@@ -13,6 +13,7 @@
 namespace ditserve {
 namespace {
 
+using testing::expect_rejected;
 using testing::file_bytes;
 using testing::probe_video;
 using testing::run_ditserve;
@@ -20,31 +21,12 @@ using testing::TempDir;
 
 // `generate` with small defaults; `overrides` replace or add options.
 std::vector<std::string> generate_args(const std::filesystem::path& output,
-                                       const std::map<std::string, std::string>& overrides = {}) {
-  std::map<std::string, std::string> options = {
-      {"--model", "tiny"}, {"--prompt", "a red fox runs through a snowy forest"},
-      {"--frames", "5"},   {"--size", "32x32"},
-      {"--steps", "2"},    {"--seed", "7"},
-      {"-o", output.string()}};
-  for (const auto& [k, v] : overrides) options[k] = v;
-  std::vector<std::string> args = {"generate"};
-  for (const auto& [k, v] : options) {
-    args.push_back(k);
-    args.push_back(v);
-  }
-  return args;
-}
-
-// Runs a generate that must fail: non-zero exit, one line "error: ..." containing every
-// string of `expected`, and nothing left in the output directory.
-void expect_rejected(const std::vector<std::string>& args, const TempDir& out_dir,
-                     const std::vector<std::string>& expected) {
-  const auto r = run_ditserve(args);
-  EXPECT_NE(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "not one line: " << r.out;
-  for (const std::string& e : expected) EXPECT_NE(r.out.find(e), std::string::npos) << r.out;
-  EXPECT_EQ(out_dir.entries(), 0u) << "output left behind after: " << r.out;
+    const std::map<std::string, std::string>& overrides = {}) {
+  return testing::command_args("generate",
+                               {{"--model", "tiny"}, {"--prompt", "a red fox runs through a snowy forest"},
+                                {"--frames", "5"}, {"--size", "32x32"}, {"--steps", "2"}, {"--seed", "7"},
+                                {"-o", output.string()}},
+                               overrides);
 }
 
 TEST(GenerateCli, TinyWritesValidMp4) {

@@ -13,6 +13,7 @@
 #include "kernels/copy.h"
 #include "models/opensora_vae.h"
 #include "parallel/spatial_shards.h"
+#include "patch_parallel_testing.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -68,20 +69,7 @@ TEST_F(PatchParallelVaeTest, OneToFourMembersMatchOneDevice) {
   const Tensor z = latents(frames, 5, 3, 41);
   const Tensor want = vae_->decode(z, frames);
   ASSERT_EQ(want.shape(), (Shape{1, 3, frames, 40, 24}));
-  for (const DeviceGroup& group :
-       {DeviceGroup{{1}}, DeviceGroup{{0, 1}}, DeviceGroup{{2, 0, 3}}, DeviceGroup{{3, 1, 0, 2}}}) {
-    SpatialShardContext ctx(*fabric_, group);
-    const Tensor got = vae_->decode_patch_parallel(ctx, z, frames);
-    ASSERT_EQ(got.device(), Device::cpu(group.ranks[0]));
-    ASSERT_EQ(got.shape(), want.shape());
-    const double err = relative_error(got.to_vector_f32(), want.to_vector_f32());
-    EXPECT_LE(err, kTolerance) << group.size() << " members";
-    if (group.size() == 1) {
-      EXPECT_EQ(err, 0.0) << "one member is the single-device path";
-    } else {
-      EXPECT_GT(ctx.bytes_exchanged(), 0);
-    }
-  }
+  testing::expect_groups_match_one_device(*fabric_, *vae_, z, frames, want, kTolerance);
 }
 
 // The one-device context is the plain path, bit for bit; a context serves several decodes
