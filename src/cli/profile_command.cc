@@ -26,11 +26,10 @@
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
 #include "models/wan_vae.h"
-#include "parallel/replicate.h"
 #include "parallel/spatial_shards.h"
-#include "parallel/ulysses.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/sharded_generation.h"
+#include "runtime/group_step.h"
 #include "sched/profile.h"
 #include "tensor/error.h"
 
@@ -184,37 +183,6 @@ DeviceGroup first_ranks(int k) {
   return g;
 }
 
-// One Wan denoising step on `group` (what the runtime's group step does): the leader
-// prepares the inputs, every member gets a copy, Ulysses runs the DiT on the batch [z, z],
-// the leader applies guidance and the sampler update. One member: the plain step.
-void wan_group_step(Fabric& fabric, const DeviceGroup& group,
-                    const std::vector<WanTransformer*>& dits, GenerationState& state) {
-  Backend& leader = fabric.device(group.ranks[0]);
-  if (group.size() == 1) {
-    state.step(leader, *dits[static_cast<std::size_t>(group.ranks[0])]);
-    return;
-  }
-  const DenoiseInputs in = state.next_inputs(leader);
-  const auto everywhere = [&](const Tensor& t) { return replicate(fabric, group, t, 0); };
-  const std::vector<Tensor> latents = everywhere(in.latents);
-  const std::vector<Tensor> timesteps = everywhere(in.timesteps);
-  const std::vector<Tensor> captions = everywhere(in.captions);
-  const std::vector<Tensor> lengths = everywhere(in.caption_lengths);
-  std::vector<std::unique_ptr<FullAttentionStages>> owned;
-  std::vector<FullAttentionStages*> stages;
-  for (std::size_t i = 0; i < group.ranks.size(); ++i) {
-    DenoiseInputs mine = in;
-    mine.latents = latents[i];
-    mine.timesteps = timesteps[i];
-    mine.captions = captions[i];
-    mine.caption_lengths = lengths[i];
-    owned.push_back(dits[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine));
-    stages.push_back(owned.back().get());
-  }
-  UlyssesParallel scheme;
-  state.advance(leader, scheme.forward(fabric, group, stages));
-}
-
 void run(const ProfileArgs& a) {
   const ModelSpec spec = find_model(a.model);
   const std::vector<std::string> device_names = split(a.devices);
@@ -335,9 +303,12 @@ void run(const ProfileArgs& a) {
     for (const int dop : dops) {
       const DeviceGroup group = first_ranks(dop);
       if (spec.is_wan()) {
+        // The runtime's group step: Ulysses on k members, the plain step on one.
         GenerationState state = pipeline.start(request, *captions);
+        std::vector<DiffusionTransformer*> members;
+        for (const int r : group.ranks) members.push_back(wan_dits[static_cast<std::size_t>(r)]);
         sp.step_s[dop] = measure(
-            a.warmup, a.steps_timed, [&] { wan_group_step(fabric, group, wan_dits, state); },
+            a.warmup, a.steps_timed, [&] { runtime::group_step(fabric, group, members, state); },
             sync_all);
       } else {
         ShardedGenerationState state = ShardedGenerationState::shard(fabric, start, 0, group);
