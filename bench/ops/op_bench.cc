@@ -1,7 +1,9 @@
 // GPU microbenchmark of the two ops that dominate a DiT step: GEMM (cuBLASLt) and
-// attention (cuDNN flash attention), timed with CUDA events (median of repeated runs,
-// rotating input sets so the L2 cache does not flatter the numbers). Prints a table and
-// writes JSON with --json PATH. Reports numbers only; correctness is tools/gpu_check's job.
+// attention (cuDNN flash attention), and of the memory-bound fused q/k RMSNorm + RoPE
+// (reported in GB/s of q and k read and written), timed with CUDA events (median of
+// repeated runs, rotating input sets so the L2 cache does not flatter the numbers).
+// Prints a table and writes JSON with --json PATH. Reports numbers only; correctness is
+// tools/gpu_check's job.
 
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +19,8 @@
 #include "kernels/copy.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/gemm.h"
+#include "kernels/qk_norm.h"
+#include "kernels/rope.h"
 #include "tensor/cuda/stream.h"
 
 namespace ditserve {
@@ -53,6 +57,8 @@ double time_ms(cuda::CudaBackend& be, int warmup, int reps, const std::function<
 
 struct GemmCase { std::string name; std::int64_t m, n, k; Activation act; bool bias; };
 struct AttnCase { std::string name; std::int64_t b, h, sq, sk, d; };
+// qkv [n, len, 3, heads, d]; 1D RoPE over len when rope.
+struct QkNormCase { std::string name; std::int64_t n, len, heads, d; bool rope; };
 
 }  // namespace
 }  // namespace ditserve
@@ -117,6 +123,35 @@ int main(int argc, char** argv) {
     std::printf("%-44s %10.4f %10.1f\n", c.name.c_str(), ms, tflops);
     report["attention"].push_back({{"name", c.name}, {"b", c.b}, {"h", c.h}, {"sq", c.sq},
                                    {"sk", c.sk}, {"d", c.d}, {"ms", ms}, {"tflops", tflops}});
+  }
+  // STDiT3-XL/2 at 720p x 51 frames (batch 2 with guidance, 54 000 tokens per sample):
+  // the temporal blocks see [2 * 3600 positions, 15 frames], the spatial ones [2 * 15
+  // frames, 3600 positions]. Both have the same element count, so they share inputs;
+  // the op works in place, and repeated runs keep the values bounded (a norm, a rotation).
+  const std::vector<QkNormCase> qk_norms = {
+      {"temporal 720p qkv[7200,15,3,16,72] +RoPE", 7200, 15, 16, 72, true},
+      {"spatial 720p qkv[30,3600,3,16,72]", 30, 3600, 16, 72, false},
+  };
+  std::printf("%-44s %10s %10s\n", "qk_norm_rope (in place, bf16)", "ms", "GB/s");
+  std::vector<Tensor> qkvs;
+  const std::int64_t qkv_numel = 7200 * 15 * 3 * 16 * 72;
+  for (int s = 0; s < kSets; ++s) qkvs.push_back(random_device(*host, gpu, {qkv_numel}, 71 + s));
+  for (const auto& c : qk_norms) {
+    const Tensor qw = random_device(*host, gpu, {c.d}, 81);
+    const Tensor kw = random_device(*host, gpu, {c.d}, 82);
+    const Tensor angles = c.rope ? transfer(*host, rope_angles_1d(c.len, c.d, 10000.0), gpu)
+                                 : Tensor();
+    const double ms = time_ms(gpu, 3, 20, [&](int i) {
+      qk_norm_rope(gpu, qkvs[i % kSets].view({c.n, c.len, 3, c.heads, c.d}), qw, kw, 1e-6f,
+                   angles);
+    });
+    // q and k read once and written once (2 bytes each); v is not touched.
+    const double bytes = 2.0 * c.n * c.len * 2 * c.heads * c.d * 2;
+    const double gbps = bytes / (ms * 1e-3) / 1e9;
+    std::printf("%-44s %10.4f %10.1f\n", c.name.c_str(), ms, gbps);
+    report["qk_norm_rope"].push_back({{"name", c.name}, {"n", c.n}, {"len", c.len},
+                                      {"heads", c.heads}, {"d", c.d}, {"rope", c.rope},
+                                      {"ms", ms}, {"gb_per_s", gbps}});
   }
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
   return 0;

@@ -12,7 +12,8 @@ namespace {
 // Shared body of conv2d and conv3d over nd spatial dims; stride and padding use their
 // first nd entries (conv2d fills the third with 1 and 0, as cuda::convolution expects).
 Tensor convolution(Backend& be, std::string_view op, int nd, const Tensor& x, const Tensor& w,
-                   const Tensor& bias, std::array<int, 3> stride, std::array<int, 3> padding) {
+                   const Tensor& bias, std::array<int, 3> stride, std::array<int, 3> padding,
+                   F32Math math) {
   detail::check_float(op, "x", be, x);
   detail::check_float(op, "w", be, w);
   detail::check_same_dtype(op, x, w);
@@ -52,7 +53,8 @@ Tensor convolution(Backend& be, std::string_view op, int nd, const Tensor& x, co
       cpu::conv3d(out, xc, wc, bc, stride, padding);
     }
   } else {
-    DITSERVE_ON_CUDA(cuda::convolution(cuda::as_cuda(be), out, xc, wc, bc, nd, stride, padding));
+    DITSERVE_ON_CUDA(cuda::convolution(cuda::as_cuda(be), out, xc, wc, bc, nd, stride, padding,
+                                       math == F32Math::tf32));
   }
   return out;
 }
@@ -60,14 +62,14 @@ Tensor convolution(Backend& be, std::string_view op, int nd, const Tensor& x, co
 }  // namespace
 
 Tensor conv2d(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
-              std::array<int, 2> stride, std::array<int, 2> padding) {
+              std::array<int, 2> stride, std::array<int, 2> padding, F32Math math) {
   return convolution(be, "conv2d", 2, x, w, bias, {stride[0], stride[1], 1},
-                     {padding[0], padding[1], 0});
+                     {padding[0], padding[1], 0}, math);
 }
 
 Tensor conv3d(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
-              std::array<int, 3> stride, std::array<int, 3> padding) {
-  return convolution(be, "conv3d", 3, x, w, bias, stride, padding);
+              std::array<int, 3> stride, std::array<int, 3> padding, F32Math math) {
+  return convolution(be, "conv3d", 3, x, w, bias, stride, padding, math);
 }
 
 }  // namespace ditserve

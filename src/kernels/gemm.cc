@@ -1,6 +1,7 @@
 #include "kernels/gemm.h"
 
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "kernels/copy.h"
@@ -70,27 +71,35 @@ Tensor as_rows(Backend& be, const Tensor& x) {
   return Tensor(x.storage(), x.dtype(), {rows, k}, {rows > 1 ? *row_stride : k, 1}, x.offset());
 }
 
-}  // namespace
-
-Tensor linear(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias, Activation act) {
-  detail::check_float("linear", "x", be, x);
-  detail::check_float("linear", "w", be, w);
-  detail::check_same_dtype("linear", x, w);
-  DITSERVE_CHECK(x.dim() >= 1, "linear: x is ", x.describe(), "; it needs a feature dim");
-  DITSERVE_CHECK(w.dim() == 2, "linear: w is ", w.describe(), "; expected [N, K]");
+// Checks linear()'s operands under the name `op`; returns the output shape x[..., N].
+Shape check_linear(std::string_view op, const Backend& be, const Tensor& x, const Tensor& w,
+                   const Tensor& bias) {
+  detail::check_float(op, "x", be, x);
+  detail::check_float(op, "w", be, w);
+  detail::check_same_dtype(op, x, w);
+  DITSERVE_CHECK(x.dim() >= 1, op, ": x is ", x.describe(), "; it needs a feature dim");
+  DITSERVE_CHECK(w.dim() == 2, op, ": w is ", w.describe(), "; expected [N, K]");
   const std::int64_t k = x.size(-1), n = w.size(0);
-  DITSERVE_CHECK(w.size(1) == k, "linear: x ", x.describe(), " has K = ", k, " but w is ",
+  DITSERVE_CHECK(w.size(1) == k, op, ": x ", x.describe(), " has K = ", k, " but w is ",
                  w.describe());
-  DITSERVE_CHECK(k > 0, "linear: x ", x.describe(), " has an empty feature dim");
-  DITSERVE_CHECK(w.is_contiguous(), "linear: w ", w.describe(), " must be contiguous");
+  DITSERVE_CHECK(k > 0, op, ": x ", x.describe(), " has an empty feature dim");
+  DITSERVE_CHECK(w.is_contiguous(), op, ": w ", w.describe(), " must be contiguous");
   if (bias.defined()) {
-    detail::check_float("linear", "bias", be, bias);
-    detail::check_same_dtype("linear", x, bias);
-    DITSERVE_CHECK(bias.dim() == 1 && bias.size(0) == n, "linear: bias is ", bias.describe(),
+    detail::check_float(op, "bias", be, bias);
+    detail::check_same_dtype(op, x, bias);
+    DITSERVE_CHECK(bias.dim() == 1 && bias.size(0) == n, op, ": bias is ", bias.describe(),
                    "; expected [", n, "] for w ", w.describe());
   }
   Shape shape = x.shape();
   shape.back() = n;
+  return shape;
+}
+
+}  // namespace
+
+Tensor linear(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias, Activation act) {
+  const Shape shape = check_linear("linear", be, x, w, bias);
+  const std::int64_t n = w.size(0);
   Tensor out = be.empty(shape, x.dtype());
   if (out.numel() == 0) return out;
   const Tensor x2d = as_rows(be, x);
@@ -100,6 +109,39 @@ Tensor linear(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
     cpu::linear(out2d, x2d, w, b, act);
   } else {
     DITSERVE_ON_CUDA(cuda::linear(cuda::as_cuda(be), out2d, x2d, w, b, act));
+  }
+  return out;
+}
+
+Tensor linear_residual(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
+                       const Tensor& residual, const Tensor& gate) {
+  constexpr std::string_view op = "linear_residual";
+  const Shape shape = check_linear(op, be, x, w, bias);
+  const std::int64_t n = w.size(0);
+  detail::check_float(op, "residual", be, residual);
+  detail::check_same_dtype(op, x, residual);
+  DITSERVE_CHECK(residual.shape() == shape, op, ": residual is ", residual.describe(),
+                 "; expected ", shape_str(shape), " (x ", x.describe(), " times w ",
+                 w.describe(), ")");
+  if (gate.defined()) {
+    detail::check_float(op, "gate", be, gate);
+    detail::check_same_dtype(op, x, gate);
+    DITSERVE_CHECK(x.dim() >= 2, op, ": a gate needs a sample dim, but x is ", x.describe());
+    DITSERVE_CHECK(gate.dim() == 2 && gate.size(0) == x.size(0) && gate.size(1) == n, op,
+                   ": gate is ", gate.describe(), "; expected [", x.size(0), ", ", n,
+                   "] (samples of x ", x.describe(), ", outputs of w ", w.describe(), ")");
+  }
+  Tensor out = be.empty(shape, x.dtype());
+  if (out.numel() == 0) return out;
+  const Tensor x2d = as_rows(be, x);
+  const Tensor residual2d = as_rows(be, residual);
+  const Tensor out2d = out.view({x2d.size(0), n});
+  const Tensor b = bias.defined() ? contiguous(be, bias) : Tensor();
+  const Tensor g = gate.defined() ? contiguous(be, gate) : Tensor();
+  if (be.device().is_cpu()) {
+    cpu::linear_residual(out2d, x2d, w, b, residual2d, g);
+  } else {
+    DITSERVE_ON_CUDA(cuda::linear_residual(cuda::as_cuda(be), out2d, x2d, w, b, residual2d, g));
   }
   return out;
 }

@@ -32,7 +32,7 @@ NormedQK qk_norm_rope(Backend& be, const Tensor& qkv, const Tensor& q_weight,
   NormedQK out{qkv.select(2, 0), qkv.select(2, 1)};
   if (qkv.numel() == 0) return out;
   if (!be.device().is_cpu()) {
-    // The fused kernel only once enabled (cuda_kernels.h: short_kernels_enabled).
+    // The fused kernel unless switched off (cuda_kernels.h: short_kernels_enabled).
     DITSERVE_ON_CUDA({
       const Tensor theta = angles.defined() ? contiguous(be, angles) : Tensor();
       if (cuda::short_kernels_enabled() &&

@@ -8,6 +8,7 @@
 #include <numbers>
 
 #include "kernels/copy.h"
+#include "kernels/elementwise.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -171,6 +172,118 @@ TEST_F(GemmTest, LinearRejectsBadArguments) {
           {"cpu:1", [&] { linear(*be, x, transfer(*be, w, *other)); }},
           {"w is undefined", [&] { linear(*be, x, Tensor()); }},
           {"empty feature dim", [&] { linear(*be, empty_x, empty_x.narrow(0, 0, 2)); }},
+      });
+}
+
+// linear_residual's specification: the ops it replaces, one after the other.
+Tensor composed_linear_residual(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
+                                const Tensor& residual, const Tensor& gate) {
+  const Tensor y = linear(be, x, w, bias);
+  if (!gate.defined()) return add(be, residual, y);
+  Shape gate_shape(static_cast<std::size_t>(residual.dim()), 1);
+  gate_shape.front() = gate.size(0);
+  gate_shape.back() = gate.size(1);
+  return gated_residual(be, residual, contiguous(be, gate).view(gate_shape), y);
+}
+
+TEST_F(GemmTest, LinearResidualEqualsLinearThenGatedResidual) {
+  // Non-square w [5, 13]; samples of 7 rows; gates that differ per sample and channel.
+  for (const std::int64_t samples : {1, 2}) {
+    const Tensor x = testing::random_tensor({samples, 7, 13}, 50);
+    const Tensor w = testing::random_tensor({5, 13}, 51);
+    const Tensor bias = testing::random_tensor({5}, 52);
+    const Tensor residual = testing::random_tensor({samples, 7, 5}, 53);
+    const Tensor gate = testing::random_tensor({samples, 5}, 54, -2.0f, 2.0f);
+    const std::vector<float> residual_before = residual.to_vector_f32();
+    for (const Tensor& g : {gate, Tensor()}) {
+      for (const Tensor& b : {bias, Tensor()}) {
+        const Tensor out = linear_residual(*be, x, w, b, residual, g);
+        const std::string what = std::to_string(samples) + " sample(s)" +
+                                 (g.defined() ? ", gate" : ", no gate") +
+                                 (b.defined() ? ", bias" : ", no bias");
+        EXPECT_EQ(out.shape(), (Shape{samples, 7, 5})) << what;
+        EXPECT_TRUE(out.is_contiguous()) << what;
+        EXPECT_LT(testing::relative_error(out.to_vector_f32(),
+                                          composed_linear_residual(*be, x, w, b, residual, g)
+                                              .to_vector_f32()),
+                  1e-6)
+            << what;
+      }
+    }
+    EXPECT_EQ(residual.to_vector_f32(), residual_before) << "the residual is an input only";
+  }
+}
+
+TEST_F(GemmTest, LinearResidualAppliesEachSamplesGateToItsOwnRows) {
+  // w = I and no bias: out[s, i, j] = residual[s, i, j] + gate[s, j] * x[s, i, j].
+  const Tensor x = testing::iota_tensor({2, 3, 2});
+  const Tensor eye = Tensor::from_vector({1, 0, 0, 1}, {2, 2});
+  const Tensor residual = Tensor::from_vector(std::vector<float>(12, 100.0f), {2, 3, 2});
+  const Tensor gate = Tensor::from_vector({1, 10, -1, 0.5f}, {2, 2});
+  EXPECT_EQ(linear_residual(*be, x, eye, {}, residual, gate).to_vector_f32(),
+            (std::vector<float>{100, 110, 102, 130, 104, 150,  //
+                                94, 103.5f, 92, 104.5f, 90, 105.5f}));
+}
+
+TEST_F(GemmTest, LinearResidualReadsStridedOperands) {
+  // Sample dim first in every operand, but none of them contiguous: x's leading dims
+  // permuted, the residual a narrow of wider rows, the gate one row of a [B, 6, N] table.
+  const Tensor x = testing::random_tensor({4, 2, 3, 13}, 60).permute({1, 0, 2, 3});
+  const Tensor w = testing::random_tensor({5, 13}, 61);
+  const Tensor bias = testing::random_tensor({5}, 62);
+  const Tensor residual = testing::random_tensor({2, 4, 3, 9}, 63).narrow(3, 2, 5);
+  const Tensor gate = testing::random_tensor({2, 6, 5}, 64).select(1, 2);
+  for (const Tensor& g : {gate, Tensor()}) {
+    const Tensor out = linear_residual(*be, x, w, bias, residual, g);
+    EXPECT_EQ(out.shape(), (Shape{2, 4, 3, 5}));
+    EXPECT_LT(testing::relative_error(
+                  out.to_vector_f32(),
+                  composed_linear_residual(*be, x, w, bias, residual, g).to_vector_f32()),
+              1e-6)
+        << (g.defined() ? "gate" : "no gate");
+  }
+}
+
+TEST_F(GemmTest, LinearResidualOfNoRowsIsEmpty) {
+  const Tensor out = linear_residual(*be, Tensor::empty_host({2, 0, 4}, DType::f32),
+                                     testing::random_tensor({3, 4}, 65), {},
+                                     Tensor::empty_host({2, 0, 3}, DType::f32),
+                                     testing::random_tensor({2, 3}, 66));
+  EXPECT_EQ(out.shape(), (Shape{2, 0, 3}));
+}
+
+TEST_F(GemmTest, LinearResidualRejectsBadArguments) {
+  const Tensor x = testing::random_tensor({2, 7, 13}, 70);
+  const Tensor w = testing::random_tensor({5, 13}, 71);
+  const Tensor residual = testing::random_tensor({2, 7, 5}, 72);
+  const Tensor gate = testing::random_tensor({2, 5}, 73);
+  const Tensor w_k12 = testing::random_tensor({5, 12}, 74);
+  const auto other = make_backend(Device::cpu(1));
+  expect_rejected(
+      "linear_residual",
+      {
+          {"has K = 13", [&] { linear_residual(*be, x, w_k12, {}, residual); }},
+          {"residual is f32[2, 7, 4]",
+           [&] { linear_residual(*be, x, w, {}, residual.narrow(2, 0, 4)); }},
+          {"expected [2, 7, 5]",
+           [&] { linear_residual(*be, x, w, {}, residual.unsqueeze(0)); }},
+          {"residual is undefined", [&] { linear_residual(*be, x, w, {}, Tensor()); }},
+          {"residual is bf16",
+           [&] { linear_residual(*be, x, w, {}, cast(*be, residual, DType::bf16)); }},
+          {"gate is f32[2, 4]",
+           [&] { linear_residual(*be, x, w, {}, residual, gate.narrow(1, 0, 4)); }},
+          {"gate is f32[1, 5]",
+           [&] { linear_residual(*be, x, w, {}, residual, gate.narrow(0, 0, 1)); }},
+          {"expected [2, 5]",
+           [&] { linear_residual(*be, x, w, {}, residual, gate.unsqueeze(1)); }},
+          {"needs a sample dim",
+           [&] {
+             linear_residual(*be, x.select(0, 0).select(0, 0), w, {},
+                             residual.select(0, 0).select(0, 0), gate.select(0, 0));
+           }},
+          {"cpu:1", [&] { linear_residual(*be, x, w, {}, residual, transfer(*be, gate, *other)); }},
+          {"expected [5]",
+           [&] { linear_residual(*be, x, w, testing::random_tensor({6}, 75), residual); }},
       });
 }
 

@@ -46,6 +46,56 @@ void add_linear(std::vector<Case>& cases) {
                    }});
 }
 
+void add_linear_residual(std::vector<Case>& cases) {
+  // Shapes of STDiT3-XL/2's cross_proj (no gate), spatial attn.proj and mlp.fc2 (gated),
+  // each with its 2 CFG samples; weights ~1/sqrt(K) so the product and the residual are
+  // both O(1) and an error in either shows.
+  const auto run = [](bool has_bias, bool has_gate) {
+    return [has_bias, has_gate](Backend& be, const std::vector<Tensor>& in) {
+      const Tensor bias = has_bias ? in[2] : Tensor();
+      const std::size_t next = has_bias ? 3 : 2;
+      return linear_residual(be, in[0], in[1], bias, in[next], has_gate ? in[next + 1] : Tensor());
+    };
+  };
+  const float ws = 1.0f / std::sqrt(1152.0f), ws_fc2 = 1.0f / std::sqrt(4608.0f);
+  cases.push_back({"linear_residual", "x[2,300,1152] w[1152,1152] bias + residual, no gate",
+                   {floating({2, 300, 1152}), floating({1152, 1152}, ws), floating({1152}, 0.5f),
+                    floating({2, 300, 1152})},
+                   run(true, false)});
+  cases.push_back({"linear_residual", "x[2,300,1152] w[1152,1152] bias, gate[2,1152]",
+                   {floating({2, 300, 1152}), floating({1152, 1152}, ws), floating({1152}, 0.5f),
+                    floating({2, 300, 1152}), floating({2, 1152}, 1.0f, 0.5f)},
+                   run(true, true)});
+  cases.push_back({"linear_residual", "x[2,300,4608] w[1152,4608] bias, gate[2,1152] (fc2)",
+                   {floating({2, 300, 4608}), floating({1152, 4608}, ws_fc2),
+                    floating({1152}, 0.5f), floating({2, 300, 1152}),
+                    floating({2, 1152}, 1.0f, 0.5f)},
+                   run(true, true)});
+  cases.push_back({"linear_residual", "x[1,300,1152] w[1152,1152] bias, gate[1,1152]",
+                   {floating({1, 300, 1152}), floating({1152, 1152}, ws), floating({1152}, 0.5f),
+                    floating({1, 300, 1152}), floating({1, 1152}, 1.0f, 0.5f)},
+                   run(true, true)});
+  cases.push_back({"linear_residual", "x[3,77,200] w[130,200] no bias, gate[3,130]",
+                   {floating({3, 77, 200}), floating({130, 200}, 1.0f / std::sqrt(200.0f)),
+                    floating({3, 77, 130}), floating({3, 130}, 1.0f, 0.5f)},
+                   run(false, true)});
+  cases.push_back({"linear_residual",
+                   "x[2,4,75,1152] (4-D tokens) bias, gate = row 2 of [2,6,1152]",
+                   {floating({2, 4, 75, 1152}), floating({1152, 1152}, ws), floating({1152}, 0.5f),
+                    floating({2, 4, 75, 1152}), floating({2, 6, 1152}, 1.0f, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_residual(be, in[0], in[1], in[2], in[3], in[4].select(1, 2));
+                   }});
+  cases.push_back({"linear_residual",
+                   "residual narrowed from [2,300,1280] (row stride 1280), gate[2,1152]",
+                   {floating({2, 300, 1152}), floating({1152, 1152}, ws), floating({1152}, 0.5f),
+                    floating({2, 300, 1280}), floating({2, 1152}, 1.0f, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_residual(be, in[0], in[1], in[2], in[3].narrow(2, 64, 1152),
+                                            in[4]);
+                   }});
+}
+
 void add_matmul(std::vector<Case>& cases) {
   cases.push_back({"matmul", "a[4,65,96] @ b[4,96,130]",
                    {floating({4, 65, 96}), floating({4, 96, 130})},
@@ -206,6 +256,17 @@ void add_conv(std::vector<Case>& cases) {
                    [](Backend& be, const std::vector<Tensor>& in) {
                      return conv3d(be, in[0], in[1], in[2], {1, 2, 2}, {1, 1, 1});
                    }});
+  {
+    // Wan's VAE asks for TF32 (kernels/conv.h: F32Math): 10-bit mantissa inputs, f32 sums.
+    Case c{"conv3d", "x[1,4,20,24,96] w[96,3,3,3,96] bias pad (0,1,1) F32Math::tf32",
+           {floating({1, 4, 20, 24, 96}), floating({96, 3, 3, 3, 96}, 0.05f), floating({96})},
+           [](Backend& be, const std::vector<Tensor>& in) {
+             return conv3d(be, in[0], in[1], in[2], {1, 1, 1}, {0, 1, 1}, F32Math::tf32);
+           }};
+    c.dtypes = {DType::f32};
+    c.f32_threshold = 5e-3;
+    cases.push_back(std::move(c));
+  }
   cases.push_back({"conv3d", "x[2,6,9,10,16] w[24,3,3,3,16] no bias stride 1 pad (0,1,1)",
                    {floating({2, 6, 9, 10, 16}), floating({24, 3, 3, 3, 16}, w3)},
                    [](Backend& be, const std::vector<Tensor>& in) {
@@ -217,6 +278,7 @@ void add_conv(std::vector<Case>& cases) {
 
 void add_math_cases(std::vector<Case>& cases) {
   add_linear(cases);
+  add_linear_residual(cases);
   add_matmul(cases);
   add_attention(cases);
   add_conv(cases);

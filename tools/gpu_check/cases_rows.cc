@@ -138,10 +138,13 @@ void add_rope(std::vector<Case>& cases) {
                    }});
   // The fused q/k RMSNorm (+ RoPE) on a copy of qkv [N, L, 3, H, D] (it may write in
   // place); q and k concatenated along dim 0.
-  const auto qk_norm = [](bool rope) {
-    return [rope](Backend& be, const std::vector<Tensor>& in) {
+  // `swap_tokens`: in[0] is [L, N, 3, H, D] and the op gets its [N, L, ...] transpose
+  // (token offsets that are not token * stride(1)).
+  const auto qk_norm = [](bool rope, bool swap_tokens = false) {
+    return [rope, swap_tokens](Backend& be, const std::vector<Tensor>& in) {
       Tensor qkv = be.empty(in[0].shape(), in[0].dtype());
       copy_into(be, qkv, in[0]);
+      if (swap_tokens) qkv = qkv.transpose(0, 1);
       const NormedQK qk = qk_norm_rope(be, qkv, in[1], in[2], 1e-6f, rope ? in[3] : Tensor());
       return concat(be, {contiguous(be, qk.q), contiguous(be, qk.k)}, 0);
     };
@@ -153,6 +156,39 @@ void add_rope(std::vector<Case>& cases) {
   cases.push_back({"qk_norm_rope", "qkv[2,100,3,4,72] no RoPE (spatial block)",
                    {floating({2, 100, 3, 4, 72}, 2.0f), floating({72}), floating({72})},
                    qk_norm(false)});
+  // The fused kernel's shapes: STDiT3's 16 heads (a 288-thread block per token, the
+  // token count not a multiple of the 4 tokens a thread takes per iteration), a spatial
+  // block at 720p (one frame of 3600 tokens per sample), 128-wide heads (blocks past the
+  // 576 threads of the 56-register instance; f32 at 24 heads is composed), heads so small
+  // that a block holds several tokens, a 3D RoPE table, and a transposed token layout.
+  cases.push_back({"qk_norm_rope", "qkv[301,15,3,16,72] + 1D RoPE (temporal, 16 heads)",
+                   {floating({301, 15, 3, 16, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
+                    floating({72}, 0.5f, 1.0f), given_f32(rope_angles_1d(15, 72, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv[2,3600,3,16,72] no RoPE (spatial, 720p frame)",
+                   {floating({2, 3600, 3, 16, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
+                    floating({72}, 0.5f, 1.0f)},
+                   qk_norm(false)});
+  cases.push_back({"qk_norm_rope", "qkv[2,333,3,16,128] + 1D RoPE (D=128; f32: 1024 threads)",
+                   {floating({2, 333, 3, 16, 128}, 2.0f), floating({128}, 0.5f, 1.0f),
+                    floating({128}, 0.5f, 1.0f), given_f32(rope_angles_1d(333, 128, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv[3,50,3,24,128] + 1D RoPE (bf16: 768 threads)",
+                   {floating({3, 50, 3, 24, 128}, 2.0f), floating({128}, 0.5f, 1.0f),
+                    floating({128}, 0.5f, 1.0f), given_f32(rope_angles_1d(50, 128, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv[5,37,3,2,16] + 1D RoPE (several tokens per block)",
+                   {floating({5, 37, 3, 2, 16}, 2.0f), floating({16}, 0.5f, 1.0f),
+                    floating({16}, 0.5f, 1.0f), given_f32(rope_angles_1d(37, 16, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv[2,60,3,4,72] + 3D RoPE grid (3,4,5)",
+                   {floating({2, 60, 3, 4, 72}, 2.0f), floating({72}), floating({72}),
+                    given_f32(rope_angles_3d({3, 4, 5}, {24, 24, 24}, 10000.0))},
+                   qk_norm(true)});
+  cases.push_back({"qk_norm_rope", "qkv = [15,77,3,4,72] transposed to [77,15,...] + 1D RoPE",
+                   {floating({15, 77, 3, 4, 72}, 2.0f), floating({72}), floating({72}),
+                    given_f32(rope_angles_1d(15, 72, 10000.0))},
+                   qk_norm(true, true)});
   cases.push_back({"qk_norm_rope", "qkv[3,10,3,2,6] + RoPE (no 16-byte packs: composed)",
                    {floating({3, 10, 3, 2, 6}, 2.0f), floating({6}), floating({6}),
                     given_f32(rope_angles_1d(10, 6, 10000.0))},

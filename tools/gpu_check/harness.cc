@@ -130,8 +130,10 @@ std::vector<Result> Harness::run(const Case& c, std::uint64_t seed) {
     setup_error = std::string("input generation failed: ") + e.what();
   }
   for (const DType dtype : c.dtypes) {
-    Result r{c.op, std::string(dtype_name(dtype)), c.shape, NAN, threshold_for(dtype, c.exact),
-             false, setup_error};
+    const double threshold = dtype == DType::f32 && c.f32_threshold > 0
+                                 ? c.f32_threshold
+                                 : threshold_for(dtype, c.exact);
+    Result r{c.op, std::string(dtype_name(dtype)), c.shape, NAN, threshold, false, setup_error};
     if (!setup_error.empty()) {
       results.push_back(r);
       continue;

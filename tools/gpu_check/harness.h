@@ -48,6 +48,7 @@ struct Case {
   OpFn run;
   std::vector<DType> dtypes{DType::f32, DType::bf16};
   bool exact = false;  // data movement: results must match bit for bit
+  double f32_threshold = 0;  // > 0: replaces f32's 1e-5 (ops asked to compute in TF32)
 };
 
 struct Result {

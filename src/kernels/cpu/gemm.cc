@@ -69,6 +69,29 @@ void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b
   }
 }
 
+void linear_residual(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                     const Tensor& residual, const Tensor& gate) {
+  const std::int64_t m = x.size(0), k = x.size(1), n = w.size(0);
+  float* y = out.data<float>();
+  sgemm(m, n, k, 1.0f, {x.data<float>(), x.stride(0)}, {w.data<float>(), k, true}, 0.0f, y, n);
+  const float* b = bias.defined() ? bias.data<float>() : nullptr;
+  const float* r = residual.data<float>();
+  const std::int64_t residual_stride = residual.stride(0);
+  const float* g = gate.defined() ? gate.data<float>() : nullptr;
+  const std::int64_t rows_per_sample = gate.defined() ? m / gate.size(0) : m;
+  // The composed ops' order: (x w^T + bias) rounded to f32, then times the gate, then added.
+#pragma omp parallel for schedule(static) if (m * n >= kParallelWork)
+  for (std::int64_t i = 0; i < m; ++i) {
+    float* row = y + i * n;
+    const float* res = r + i * residual_stride;
+    const float* gate_row = g ? g + (i / rows_per_sample) * n : nullptr;
+    for (std::int64_t j = 0; j < n; ++j) {
+      const float v = b ? row[j] + b[j] : row[j];
+      row[j] = res[j] + (gate_row ? gate_row[j] * v : v);
+    }
+  }
+}
+
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b) {
   const std::int64_t batch = out.size(0), m = out.size(1), n = out.size(2), k = a.size(2);
   // A matrix whose column dim has unit stride is read as stored, else transposed.

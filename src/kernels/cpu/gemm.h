@@ -31,6 +31,12 @@ void sgemm(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, MatrixRe
 void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
             Activation act);
 
+// out [M, N] contiguous = residual + gate * (x @ w^T + bias), x and w as linear();
+// residual [M, N] with unit column stride; gate [S, N] contiguous or undefined (no
+// gate), where S divides M and row i belongs to sample i / (M / S).
+void linear_residual(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
+                     const Tensor& residual, const Tensor& gate);
+
 // out [batch, M, N] contiguous = a [batch, M, K] @ b [batch, K, N]. In each operand one
 // of the two matrix dims has unit stride and the other a valid leading dimension; the
 // batch stride may be 0 (shared operand).

@@ -2,6 +2,7 @@
 // column-major cuBLASLt as their transposes: out[M,N] = x[M,K] w[N,K]^T becomes
 // out^T[N,M] = w x^T, so cuBLASLt's A is w (transposed), B is x, and the bias is per
 // row of the column-major result, which is what CUBLASLT_EPILOGUE_BIAS applies.
+// linear_residual adds C (the residual, beta = 1) in the same epilogue: D = A B + C + bias.
 
 #include <cublasLt.h>
 
@@ -79,12 +80,12 @@ std::uint32_t alignment_of(const void* ptr) {
 
 struct Preference {
   cublasLtMatmulPreference_t pref = nullptr;
-  Preference(const void* a, const void* b, const void* d) {
+  Preference(const void* a, const void* b, const void* c, const void* d) {
     check(cublasLtMatmulPreferenceCreate(&pref), "MatmulPreferenceCreate");
     set(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kWorkspaceBytes);
     set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of(a));
     set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of(b));
-    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(d));
+    set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of(c));
     set(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of(d));
   }
   ~Preference() { cublasLtMatmulPreferenceDestroy(pref); }
@@ -95,18 +96,20 @@ struct Preference {
   }
 };
 
-// One column-major GEMM D = op(A) op(B) (+ bias, activation), batched with strides.
+// One column-major GEMM D = op(A) op(B) (+ C, + bias, activation), batched with strides.
+// C is read only when the caller passes one (beta = 1), with its own ldc and batch stride.
 struct GemmProblem {
   DType dtype;
   bool transa, transb;
   std::int64_t m, n, k;
-  std::int64_t lda, ldb, ldd;
-  std::int64_t batch = 1, stride_a = 0, stride_b = 0, stride_d = 0;
+  std::int64_t lda, ldb, ldd, ldc = 0;
+  std::int64_t batch = 1, stride_a = 0, stride_b = 0, stride_d = 0, stride_c = 0;
+  std::int64_t stride_bias = 0;
   cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
 };
 
 void run_gemm(CudaBackend& be, const GemmProblem& p, const void* a, const void* b, void* d,
-              const void* bias) {
+              const void* bias, const void* c = nullptr) {
   const cudaDataType_t type = cuda_type(p.dtype);
   MatmulDesc desc;
   const cublasOperation_t ta = p.transa ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -117,14 +120,17 @@ void run_gemm(CudaBackend& be, const GemmProblem& p, const void* a, const void* 
   if (bias != nullptr) {
     desc.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
     desc.set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, type);
+    if (p.batch > 1) desc.set(CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE, p.stride_bias);
   }
   const Layout la(type, p.transa ? p.k : p.m, p.transa ? p.m : p.k, p.lda, p.batch, p.stride_a);
   const Layout lb(type, p.transb ? p.n : p.k, p.transb ? p.k : p.n, p.ldb, p.batch, p.stride_b);
   const Layout ld(type, p.m, p.n, p.ldd, p.batch, p.stride_d);
-  Preference pref(a, b, d);
+  const Layout lc(type, p.m, p.n, c != nullptr ? p.ldc : p.ldd, p.batch,
+                  c != nullptr ? p.stride_c : p.stride_d);
+  Preference pref(a, b, c != nullptr ? c : d, d);
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  check(cublasLtMatmulAlgoGetHeuristic(be.cublaslt(), desc.desc, la.layout, lb.layout, ld.layout,
+  check(cublasLtMatmulAlgoGetHeuristic(be.cublaslt(), desc.desc, la.layout, lb.layout, lc.layout,
                                        ld.layout, pref.pref, 1, &heuristic, &found),
         "MatmulAlgoGetHeuristic");
   if (found == 0) {
@@ -132,12 +138,12 @@ void run_gemm(CudaBackend& be, const GemmProblem& p, const void* a, const void* 
                 std::to_string(p.n) + " k=" + std::to_string(p.k) + " dtype " +
                 std::string(dtype_name(p.dtype)));
   }
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = c != nullptr ? 1.0f : 0.0f;
   void* workspace = be.workspace(kWorkspaceBytes);
   DeviceGuard guard(be.device_index());
-  check(cublasLtMatmul(be.cublaslt(), desc.desc, &alpha, a, la.layout, b, lb.layout, &beta, d,
-                       ld.layout, d, ld.layout, &heuristic.algo, workspace, kWorkspaceBytes,
-                       be.stream()),
+  check(cublasLtMatmul(be.cublaslt(), desc.desc, &alpha, a, la.layout, b, lb.layout, &beta,
+                       c != nullptr ? c : d, lc.layout, d, ld.layout, &heuristic.algo, workspace,
+                       kWorkspaceBytes, be.stream()),
         "Matmul");
 }
 
@@ -168,6 +174,46 @@ void linear(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w
   }
   run_gemm(be, p, w.raw_data(), x.raw_data(), out.raw_data(), has_bias ? bias.raw_data() : nullptr);
   if (!fuse_gelu && act != Activation::none) activation(be, act, out, out);
+}
+
+void linear_residual(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
+                     const Tensor& bias, const Tensor& residual, const Tensor& gate) {
+  const std::int64_t m = x.size(0), k = x.size(1), n = w.size(0);
+  if (m == 0 || n == 0) return;
+  const std::int64_t samples = gate.defined() ? gate.size(0) : 1;
+  const std::int64_t rows = m / samples;  // per sample
+  // out_s = residual_s + (x_s w^T + bias) * gate_s = residual_s + x_s (diag(gate_s) w)^T +
+  // gate_s * bias: the gate scales w's output rows, so sample s's GEMM reads its own copy.
+  Tensor weight = w, b = bias;
+  if (gate.defined()) {
+    weight = be.empty({samples, n, k}, w.dtype());
+    binary(be, BinaryOp::mul, weight, gate.view({samples, n, 1}).expand({samples, n, k}),
+           w.unsqueeze(0).expand({samples, n, k}), 1.0f);
+    if (bias.defined()) {
+      b = be.empty({samples, n}, bias.dtype());
+      binary(be, BinaryOp::mul, b, gate, bias.unsqueeze(0).expand({samples, n}), 1.0f);
+    }
+  }
+  GemmProblem p{};
+  p.dtype = x.dtype();
+  p.transa = true;  // A = w (or sample s's scaled copy), column-major K x N, ld K
+  p.transb = false;
+  p.m = n;
+  p.n = rows;
+  p.k = k;
+  p.lda = k;
+  p.ldb = x.stride(0);
+  p.ldd = out.stride(0);
+  p.ldc = residual.stride(0);
+  p.batch = samples;
+  p.stride_a = gate.defined() ? n * k : 0;
+  p.stride_b = rows * x.stride(0);
+  p.stride_d = rows * out.stride(0);
+  p.stride_c = rows * residual.stride(0);
+  p.stride_bias = gate.defined() ? n : 0;
+  if (b.defined()) p.epilogue = CUBLASLT_EPILOGUE_BIAS;
+  run_gemm(be, p, weight.raw_data(), x.raw_data(), out.raw_data(),
+           b.defined() ? b.raw_data() : nullptr, residual.raw_data());
 }
 
 void matmul(CudaBackend& be, const Tensor& out, const Tensor& a, const Tensor& b) {

@@ -71,9 +71,10 @@ void attention_direct(CudaBackend& be, const Tensor& out, const Tensor& q, const
                       const Tensor& v, float scale, const Tensor& key_lengths,
                       const Tensor& bias);
 
-// Whether the kernels below that have not yet passed tools/gpu_check on a GPU
-// (attention_short, qk_norm_rope) are used by the public ops: only when the environment
-// sets DITSERVE_SHORT_KERNELS=1 (read once). Until then the ops take their verified paths.
+// Whether the public ops use the short-sequence kernels below (attention_short,
+// qk_norm_rope): yes unless the environment sets DITSERVE_SHORT_KERNELS=0 (read once), which
+// selects the general paths (cuDNN / attention_direct, rms_norm then rope) so that a
+// benchmark can time both in one build. tools/gpu_check checks both against the CPU.
 bool short_kernels_enabled();
 
 // Longest query and key sequences attention_short takes (a lane per query).
@@ -87,8 +88,15 @@ bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const 
                      const Tensor& v, float scale);
 
 // In place on qkv [N, L, 3, H, D]: q and k (dim 2 index 0, 1) become RoPE(RMSNorm(x) *
-// weight) (no rotation when angles is undefined), rounded as rms_norm and rope round.
-// Returns false (queuing nothing) when the layout does not allow 16-byte access.
+// weight) (no rotation when angles is undefined), rounded as rms_norm and rope round:
+// f32 statistics, the normed value rounded to the storage type, then rotated in f32 by
+// angles[l, i] (f32 contiguous [L, D/2], sincosf) and rounded again. Weights [D]
+// contiguous. A thread per 16-byte pack of a token's q and k (qk_norm_rope.cu). Returns
+// false (queuing nothing) when the layout does not allow 16-byte access (D or a stride
+// of qkv not a multiple of 16 bytes, a base not 16-byte aligned), when a token's q and k
+// exceed 1024 packs (2 * H * D * sizeof(T) > 16 KiB), or when the block's shared memory
+// would pass 48 KiB (with RoPE: (H + 4) * D > 6144 in bf16/f16, (H + 2) * D > 3072 in
+// f32); the caller then composes rms_norm and rope.
 bool qk_norm_rope(CudaBackend& be, const Tensor& qkv, const Tensor& q_weight,
                   const Tensor& k_weight, float eps, const Tensor& angles);
 

@@ -24,14 +24,15 @@ std::vector<std::int64_t> ncsp(const std::vector<std::int64_t>& v) {
 
 void convolution(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
                  const Tensor& bias, int nd, std::array<int, 3> stride,
-                 std::array<int, 3> padding) {
+                 std::array<int, 3> padding, bool allow_tf32) {
   std::ostringstream key;
   key << "conv" << nd << "d " << dtype_name(x.dtype()) << shape_str(x.shape()) << shape_str(x.strides())
       << shape_str(w.shape()) << shape_str(out.shape()) << (bias.defined() ? " bias" : "");
   for (int i = 0; i < nd; ++i) key << " s" << stride[i] << " p" << padding[i];
+  const bool exact = x.dtype() == DType::f32 && !allow_tf32;
+  if (x.dtype() == DType::f32) key << (exact ? " exact" : " tf32");
   auto& cache = be.cudnn_plans();
   const cudnnDataType_t io = cudnn_type(x.dtype());
-  const bool exact = x.dtype() == DType::f32;
   if (!cache.contains(key.str())) {
     CudnnGraph g(be.cudnn());
     auto x_t = g.tensor({kX, io, ncsp(x.shape()), ncsp(x.strides())});

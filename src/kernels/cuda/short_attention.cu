@@ -1,18 +1,12 @@
-// Two kernels for the attention of a DiT block where generic ones waste most of the
-// time (STDiT3's temporal blocks: <= 30 frames at thousands of positions; and the q/k
-// RMSNorm + RoPE of every self-attention).
+// The attention kernel of a DiT block where generic ones waste most of the time
+// (STDiT3's temporal blocks: <= 30 frames at thousands of positions), and the switch
+// shared with the fused q/k RMSNorm + RoPE (qk_norm_rope.cu).
 //
 // attention_short: one warp per (batch, head) holds K and V of up to 32 keys in shared
 // memory; lane i owns query i, keeps its q row and output row in registers (head dim a
 // compile-time constant) and runs an online softmax over the keys in f32. It reads q,
 // k, v once and writes out once: memory-bound, where cuDNN's flash kernel pads the
 // sequence to its 64- or 128-row tiles and runs mostly empty.
-//
-// qk_norm_rope: one thread per (row, q or k, head) of the fused qkv projection
-// normalises the head's D values (RMSNorm, f32 statistics, rounded to the storage type
-// as rms_norm stores them), applies RoPE (as rope() does, from the rounded values) and
-// writes them back in place: one pass instead of a strided copy, a norm and a rotation
-// for each of q and k.
 
 #include <cstdint>
 #include <cstdlib>
@@ -128,63 +122,12 @@ bool packed_rows(const Tensor& t, int pack) {
          t.stride(2) % pack == 0 && t.stride(3) == 1;
 }
 
-template <typename T, typename I>
-__global__ void qk_norm_rope_kernel(T* qkv, const T* q_weight, const T* k_weight,
-                                    const float* angles, I units, I heads, I len, int packs,
-                                    float eps, std::int64_t s0, std::int64_t s1,
-                                    std::int64_t s2, std::int64_t s3) {
-  constexpr int P = kPack<T>;
-  const I step = static_cast<I>(gridDim.x) * blockDim.x;
-  const int d = packs * P;
-  for (I u = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; u < units; u += step) {
-    const I h = u % heads;
-    const I r = u / heads;
-    const int which = static_cast<int>(r % 2);  // 0: q, 1: k
-    const I nl = r / 2;
-    const I l = nl % len;
-    const I n = nl / len;
-    Pack<T>* row = reinterpret_cast<Pack<T>*>(qkv + static_cast<std::int64_t>(n) * s0 +
-                                              static_cast<std::int64_t>(l) * s1 + which * s2 +
-                                              static_cast<std::int64_t>(h) * s3);
-    const Pack<T>* w = reinterpret_cast<const Pack<T>*>(which == 0 ? q_weight : k_weight);
-    float sq = 0.0f;
-    for (int p = 0; p < packs; ++p) {
-      const Pack<T> in = row[p];
-#pragma unroll
-      for (int i = 0; i < P; ++i) sq += to_f32(in.v[i]) * to_f32(in.v[i]);
-    }
-    const float rstd = 1.0f / sqrtf(sq / static_cast<float>(d) + eps);
-    const float* theta = angles != nullptr ? angles + static_cast<std::int64_t>(l) * (d / 2) : nullptr;
-    for (int p = 0; p < packs; ++p) {
-      const Pack<T> in = row[p];  // a re-read from L1
-      const Pack<T> wp = w[p];
-      float y[P];
-#pragma unroll
-      for (int i = 0; i < P; ++i) y[i] = to_f32(from_f32<T>(to_f32(in.v[i]) * rstd * to_f32(wp.v[i])));
-      Pack<T> o;
-      if (theta != nullptr) {
-#pragma unroll
-        for (int i = 0; i < P / 2; ++i) {
-          float sn, cs;
-          sincosf(theta[p * P / 2 + i], &sn, &cs);
-          o.v[2 * i] = from_f32<T>(y[2 * i] * cs - y[2 * i + 1] * sn);
-          o.v[2 * i + 1] = from_f32<T>(y[2 * i + 1] * cs + y[2 * i] * sn);
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < P; ++i) o.v[i] = from_f32<T>(y[i]);
-      }
-      row[p] = o;
-    }
-  }
-}
-
 }  // namespace
 
 bool short_kernels_enabled() {
   static const bool enabled = [] {
     const char* v = std::getenv("DITSERVE_SHORT_KERNELS");
-    return v != nullptr && std::strcmp(v, "1") == 0;
+    return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   return enabled;
 }
@@ -211,42 +154,6 @@ bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const 
     }
   });
   return true;
-}
-
-bool qk_norm_rope(CudaBackend& be, const Tensor& qkv, const Tensor& q_weight,
-                  const Tensor& k_weight, float eps, const Tensor& angles) {
-  const std::int64_t d = qkv.size(4);
-  bool ok = false;
-  dispatch_float("qk_norm_rope", qkv.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    constexpr int P = kPack<T>;
-    ok = d % P == 0 && qkv.stride(4) == 1 && aligned16(qkv.raw_data()) &&
-         qkv.stride(0) % P == 0 && qkv.stride(1) % P == 0 && qkv.stride(2) % P == 0 &&
-         qkv.stride(3) % P == 0 && q_weight.is_contiguous() && k_weight.is_contiguous() &&
-         aligned16(q_weight.raw_data()) && aligned16(k_weight.raw_data()) &&
-         (!angles.defined() || (d % 2 == 0 && angles.is_contiguous()));
-    if (!ok || qkv.numel() == 0) return;
-    DeviceGuard guard(be.device_index());
-    const std::int64_t units = qkv.size(0) * qkv.size(1) * 2 * qkv.size(3);
-    constexpr int kThreads = 256;
-    const unsigned grid = grid_for(units, kThreads, be.multiprocessor_count());
-    const float* theta = angles.defined() ? angles.data<const float>() : nullptr;
-    const int packs = static_cast<int>(d / P);
-    if (units <= INT32_MAX) {
-      using I = std::uint32_t;
-      qk_norm_rope_kernel<T, I><<<grid, kThreads, 0, be.stream()>>>(
-          qkv.data<T>(), q_weight.data<const T>(), k_weight.data<const T>(), theta,
-          static_cast<I>(units), static_cast<I>(qkv.size(3)), static_cast<I>(qkv.size(1)), packs,
-          eps, qkv.stride(0), qkv.stride(1), qkv.stride(2), qkv.stride(3));
-    } else {
-      qk_norm_rope_kernel<T, std::int64_t><<<grid, kThreads, 0, be.stream()>>>(
-          qkv.data<T>(), q_weight.data<const T>(), k_weight.data<const T>(), theta, units,
-          qkv.size(3), qkv.size(1), packs, eps, qkv.stride(0), qkv.stride(1), qkv.stride(2),
-          qkv.stride(3));
-    }
-    DITSERVE_CUDA_CHECK_LAUNCH();
-  });
-  return ok;
 }
 
 }  // namespace ditserve::cuda
