@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kernels/copy.h"
+#include "models/prefetched_weights.h"
 #include "tensor/error.h"
 
 namespace ditserve {
@@ -90,7 +91,7 @@ std::string join(const std::vector<std::string>& names) {
 std::unique_ptr<WeightSource> component_source(const ComponentWeights& component,
                                                const std::optional<std::filesystem::path>& dir,
                                                std::uint64_t seed) {
-  if (!dir) return random_weights(component.params, seed);
+  if (!dir) return std::make_unique<PrefetchedRandomWeights>(component.params, seed);
   const std::filesystem::path path = *dir / component.dir;
   if (!std::filesystem::exists(path))
     throw InvalidArgument("weights: '" + path.string() + "' does not exist (expected the " +

@@ -103,11 +103,9 @@ Tensor STDiT3Block::self_attention(Backend& be, const Tensor& x, const Tensor& r
     k = apply_rope(be, k, rope_angles);
   }
   DITSERVE_MARK(be, "qk_norm_rope");
-  const Tensor o = attention(be, q, k, v);
+  Tensor o = attention(be, q, k, v).view({n, len, c});
   DITSERVE_MARK(be, "self_attention");
-  Tensor out = linear(be, o.view({n, len, c}), proj_w_, proj_b_);
-  DITSERVE_MARK(be, "proj");
-  return out;
+  return o;
 }
 
 Tensor STDiT3Block::cross_attention(Backend& be, const Tensor& x, const STDiT3Step& step) const {
@@ -123,8 +121,9 @@ Tensor STDiT3Block::cross_attention(Backend& be, const Tensor& x, const STDiT3St
   params.key_lengths = step.caption_lengths;
   const Tensor o = attention(be, q, kv.select(2, 0), kv.select(2, 1), params);
   DITSERVE_MARK(be, "cross_attention");
-  Tensor out = linear(be, o.view({b, n, c}), cross_proj_w_, cross_proj_b_).view(x.shape());
-  DITSERVE_MARK(be, "cross_proj");
+  // The ungated residual add rides in the projection's epilogue.
+  Tensor out = linear_residual(be, o.view(x.shape()), cross_proj_w_, cross_proj_b_, x);
+  DITSERVE_MARK(be, "cross_proj_residual");
   return out;
 }
 
@@ -137,27 +136,30 @@ Tensor STDiT3Block::forward(Backend& be, const Tensor& tokens, const STDiT3Step&
 
   const Tensor h = modulate_layer_norm(be, tokens, modulation(mod, 0), modulation(mod, 1), kNormEps);
   DITSERVE_MARK(be, "norm1");
-  Tensor attn;
+  Tensor x;
   if (temporal_) {
     const Tensor seq = contiguous(be, h.permute({0, 2, 1, 3})).view({b * p, f, c});
     DITSERVE_MARK(be, "permute");
-    attn = self_attention(be, seq, step.rope_angles).view({b, p, f, c}).permute({0, 2, 1, 3});
+    // The projection's rows are (b, p, f) but the residual's are (b, f, p): no single GEMM
+    // epilogue covers the transpose, so the gate and residual stay a separate pass.
+    const Tensor o = self_attention(be, seq, step.rope_angles);
+    const Tensor attn = linear(be, o, proj_w_, proj_b_).view({b, p, f, c}).permute({0, 2, 1, 3});
+    DITSERVE_MARK(be, "proj");
+    x = gated_residual(be, tokens, modulation(mod, 2), attn);
+    DITSERVE_MARK(be, "gate_residual");
   } else {
-    attn = self_attention(be, h.view({b * f, p, c}), Tensor()).view({b, f, p, c});
+    const Tensor o = self_attention(be, h.view({b * f, p, c}), Tensor()).view({b, f, p, c});
+    x = linear_residual(be, o, proj_w_, proj_b_, tokens, mod.select(1, 2));
+    DITSERVE_MARK(be, "proj_gate_residual");
   }
-  Tensor x = gated_residual(be, tokens, modulation(mod, 2), attn);
-  DITSERVE_MARK(be, "gate_residual");
-  x = add(be, x, cross_attention(be, x, step));  // no norm, no gate
-  DITSERVE_MARK(be, "residual");
+  x = cross_attention(be, x, step);  // x + its cross-attention: no norm, no gate
 
   Tensor m = modulate_layer_norm(be, x, modulation(mod, 3), modulation(mod, 4), kNormEps);
   DITSERVE_MARK(be, "norm2");
   m = linear(be, m, fc1_w_, fc1_b_, Activation::gelu_tanh);
   DITSERVE_MARK(be, "fc1_gelu");
-  m = linear(be, m, fc2_w_, fc2_b_);
-  DITSERVE_MARK(be, "fc2");
-  Tensor out = gated_residual(be, x, modulation(mod, 5), m);
-  DITSERVE_MARK(be, "gate_residual");
+  Tensor out = linear_residual(be, m, fc2_w_, fc2_b_, x, mod.select(1, 5));
+  DITSERVE_MARK(be, "fc2_gate_residual");
   return out;
 }
 

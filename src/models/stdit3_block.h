@@ -28,8 +28,11 @@ class STDiT3Block {
   Tensor forward(Backend& be, const Tensor& tokens, const STDiT3Step& step) const;
 
  private:
-  // x [N, L, C] -> [N, L, C]; rope_angles f32 [L, head_dim / 2] or undefined (no RoPE).
+  // x [N, L, C] -> the attention output [N, L, C] before attn.proj (forward() fuses the
+  // projection with the gated residual where the rows allow); rope_angles f32
+  // [L, head_dim / 2] or undefined (no RoPE).
   Tensor self_attention(Backend& be, const Tensor& x, const Tensor& rope_angles) const;
+  // x [B, F, P, C] -> x + cross_attn(x) (the residual add fused into cross_attn.proj).
   Tensor cross_attention(Backend& be, const Tensor& x, const STDiT3Step& step) const;
 
   bool temporal_;

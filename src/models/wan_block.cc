@@ -160,8 +160,11 @@ Tensor WanBlock::attention_inputs(Backend& be, const Tensor& x, std::int64_t fir
 Tensor WanBlock::finish(Backend& be, const Tensor& x, const Tensor& attended,
                         const WanStep& step) const {
   const std::int64_t b = x.size(0), n = x.size(1), c = x.size(2);
-  const Tensor y = linear(be, contiguous(be, attended).view({b, n, c}), o_.w, o_.b);
-  Tensor out = gated_residual(be, x, modulation(be, step, 2), y);
+  // Wan adds gate * y onto the residual in f32 (autocast off) and keeps x in f32; here x is
+  // in the model dtype, and linear_residual rounds once, after the f32 sum (the gate is
+  // folded into the bf16 weight on CUDA), where linear + gated_residual rounded y first.
+  Tensor out = linear_residual(be, contiguous(be, attended).view({b, n, c}), o_.w, o_.b, x,
+                               modulation(be, step, 2).squeeze(1));
 
   // Cross-attention to all text_len caption rows (Wan passes no caption mask).
   const std::int64_t len = step.context.size(1);
@@ -174,12 +177,11 @@ Tensor WanBlock::finish(Backend& be, const Tensor& x, const Tensor& attended,
   const Tensor v =
       linear(be, step.context, cross_v_.w, cross_v_.b).view({b, len, heads_, head_dim_});
   const Tensor a = attention(be, q, k, v).view({b, n, c});
-  out = add(be, out, linear(be, a, cross_o_.w, cross_o_.b));
+  out = linear_residual(be, a, cross_o_.w, cross_o_.b, out);
 
   Tensor m = modulate_layer_norm(be, out, modulation(be, step, 3), modulation(be, step, 4), eps_);
   m = linear(be, m, ffn1_.w, ffn1_.b, Activation::gelu_tanh);
-  m = linear(be, m, ffn2_.w, ffn2_.b);
-  return gated_residual(be, out, modulation(be, step, 5), m);
+  return linear_residual(be, m, ffn2_.w, ffn2_.b, out, modulation(be, step, 5).squeeze(1));
 }
 
 }  // namespace ditserve
