@@ -26,6 +26,7 @@ struct GenerateArgs {
   std::string device = "cpu";
   std::string output;
   std::string weights;
+  std::optional<std::uint64_t> random_weights;  // seed
   std::string prompt;
   std::string negative_prompt;
   std::uint64_t seed = 0;
@@ -92,7 +93,14 @@ void print_progress(std::size_t done, std::size_t total, double elapsed_s) {
 
 void run(const GenerateArgs& a) {
   quiet_ffmpeg_logging();
-  const ModelSpec spec = find_model(a.model);
+  ModelSpec spec = find_model(a.model);
+  if (a.random_weights) {
+    if (!a.weights.empty())
+      throw InvalidArgument("random-weights: give either --weights or --random-weights, not both");
+    // What the built-in models do with their fixed seed; the tokenizer is then the
+    // built-in one too (its ids are valid for every model's vocabulary).
+    spec.builtin_seed = *a.random_weights;
+  }
   GenerateRequest request = to_request(spec, a);
   if (a.size) parse_size(*a.size, request);
   validate_request(spec, request);
@@ -181,6 +189,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
   cmd->add_option("--weights", args->weights,
                   "Weights directory (ditserve make-weights writes one); tiny has built-in weights");
+  cmd->add_option("--random-weights", args->random_weights,
+                  "Seeded random weights generated in memory instead of --weights, with the "
+                  "built-in tokenizer (benchmarks: the video is noise)");
   cmd->add_option("-o,--output", args->output, "Output file: .mp4, or .png for --frames 1")
       ->required();
   cmd->callback([args] { run(*args); });

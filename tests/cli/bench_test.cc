@@ -51,6 +51,50 @@ TEST(BenchStepCli, WritesTimingsFlopsAndTheRowDump) {
   EXPECT_EQ(dump.info("captions").shape, (Shape{2, 32, 64}));
 }
 
+TEST(BenchStepCli, WanDitFlopsExportAndDumpAndTheVaeAndEncoder) {
+  TempDir dir("bench_wan");
+  const auto json = dir / "wan.json";
+  const auto r = run_ditserve({"bench", "step", "--model", "tiny-wan", "--device", "cpu", "--latent",
+                               "2,4,6", "--warmup", "0", "--steps", "1", "--export-weights",
+                               (dir / "w").string(), "--dump-dir", (dir / "rows").string(), "--json",
+                               json.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(file_bytes(json));
+  EXPECT_EQ(j["model"], "tiny-wan");
+  EXPECT_EQ(j["config"]["dim"], 96);
+  EXPECT_EQ(j["config"]["text_len"], 64);
+  ASSERT_EQ(j["rows"].size(), 1u);
+  const auto& row = j["rows"][0];
+  EXPECT_EQ(row["tokens"], 2 * 2 * 3);
+  // tiny-wan: C 96, F 192, 2 layers, L = text_len 64 of E 64 channels, batch 2, N 12.
+  const double n = 12, c = 96, f = 192, l = 64, e = 64;
+  const double block = 2 * n * (6 * c * c + 2 * c * f) + 4 * l * c * c + 4 * n * n * c + 4 * n * l * c;
+  const double want = 2 * (2 * block + 2 * l * (e * c + c * c) + 2 * n * c * (16 + 16) * 4);
+  EXPECT_DOUBLE_EQ(row["flop"].get<double>(), want);
+  // What the diffusers reference loads: diffusers' names, bf16.
+  const SafetensorsFile weights(dir / "w" / "model-00001-of-00001.safetensors");
+  EXPECT_EQ(weights.info("proj_out.weight").shape, (Shape{64, 96}));
+  EXPECT_EQ(weights.info("proj_out.weight").dtype, DType::bf16);
+  const SafetensorsFile dump(dir / "rows" / "2x4x6.safetensors");
+  EXPECT_EQ(dump.info("output").shape, (Shape{2, 16, 2, 4, 6}));
+  EXPECT_EQ(dump.info("captions").shape, (Shape{2, 64, 64}));
+
+  for (const char* component : {"vae", "t5"}) {
+    const auto out = dir / (std::string(component) + ".json");
+    const auto v = run_ditserve({"bench", "step", "--model", "tiny-wan", "--device", "cpu",
+                                 "--component", component, "--warmup", "0", "--steps", "1",
+                                 "--json", out.string()});
+    ASSERT_EQ(v.exit_code, 0) << v.out;
+    const auto k = nlohmann::json::parse(file_bytes(out));
+    ASSERT_EQ(k["rows"].size(), 1u);
+    EXPECT_GT(k["rows"][0]["ms"].get<double>(), 0.0);
+    EXPECT_EQ(k["rows"][0]["name"], std::string(component) == "vae" ? "vae-decode-64p-5f" : "t5-encode-64");
+  }
+  const auto bad = run_ditserve({"bench", "step", "--model", "tiny-wan", "--device", "cpu", "--rows", "144p-51f"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.out.find("known: all, 480p-81f, 720p-81f"), std::string::npos) << bad.out;
+}
+
 TEST(BenchStepCli, RejectsUnknownRowsAndFlags) {
   auto r = run_ditserve({"bench", "step", "--model", "tiny", "--device", "cpu", "--rows", "999p"});
   EXPECT_NE(r.exit_code, 0);

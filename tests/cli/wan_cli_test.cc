@@ -61,6 +61,34 @@ TEST(WanCli, SameSeedSameBytesOtherSeedSamplerOrNegativePromptDiffers) {
   }
 }
 
+TEST(WanCli, RandomWeightsReplaceTheCheckpointAndDependOnTheirSeed) {
+  TempDir dir("wan_random");
+  // wan2.1-t2v-1.3b has no built-in weights; a tiny size keeps this cheap on the CPU.
+  auto args = [&](const std::string& name, const std::string& seed) {
+    return testing::command_args("generate",
+                                 {{"--model", "tiny-wan"}, {"--prompt", "a fox"}, {"--frames", "5"},
+                                  {"--size", "32x32"}, {"--steps", "2"}, {"--random-weights", seed},
+                                  {"-o", (dir / name).string()}},
+                                 {});
+  };
+  ASSERT_EQ(run_ditserve(args("builtin.mp4", "0")).exit_code, 0);
+  ASSERT_EQ(run_ditserve(args("other.mp4", "5")).exit_code, 0);
+  const auto plain = run_ditserve(testing::command_args(
+      "generate", {{"--model", "tiny-wan"}, {"--prompt", "a fox"}, {"--frames", "5"}, {"--size", "32x32"},
+                   {"--steps", "2"}, {"-o", (dir / "plain.mp4").string()}},
+      {}));
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  // tiny-wan's built-in weights are seed 0: the same video; another seed, another video.
+  EXPECT_EQ(file_bytes(dir / "builtin.mp4"), file_bytes(dir / "plain.mp4"));
+  EXPECT_NE(file_bytes(dir / "builtin.mp4"), file_bytes(dir / "other.mp4"));
+  auto both = args("both.mp4", "1");
+  both.push_back("--weights");
+  both.push_back(dir.path().string());
+  const auto r = run_ditserve(both);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("random-weights:"), std::string::npos) << r.out;
+}
+
 TEST(WanCli, RejectsWhatWanCannotTake) {
   TempDir out_dir("wan_bad");
   const auto out = out_dir / "out.mp4";
