@@ -85,8 +85,8 @@ void EngineImpl::handle(Completion& c, double t) {
     case Kind::kArrival: {
       int index = estimator_->find(job.key);
       if (index < 0) {
-        index = scheduler_->add_shape(estimator_->figures(job.key, max_dop(job.model)));
-        estimator_->add(job.key, max_dop(job.model));
+        index = scheduler_->add_shape(figures(job.model, job.key));
+        estimator_->add(job.key, max_dop(job.model), max_decode_dop(job.model, job.key));
       }
       e.kind = sched::EventKind::kArrival;
       e.spec.id = static_cast<sched::RequestId>(by_request_.size());
@@ -123,7 +123,7 @@ void EngineImpl::handle(Completion& c, double t) {
       if (job.cancel) cancel_now();
       return;
     case Kind::kDecoded:
-      if (c.seconds > 0) update_shapes(estimator_->observe_decode(shape, c.seconds));
+      if (c.seconds > 0) update_shapes(estimator_->observe_decode(shape, c.dop, c.seconds));
       e.kind = sched::EventKind::kDecodeDone;
       scheduler_->on_event(e);
       finish(job, job.cancel ? JobPhase::kCancelled : JobPhase::kCompleted, "");

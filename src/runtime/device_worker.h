@@ -1,7 +1,8 @@
 #pragma once
 // One thread that runs a device's tasks in order: a CPU device's compute thread, or the
-// host thread that drives a GPU's stream. A task that needs several devices (a step on a
-// group) runs on its first device's worker and locks the others (runtime/engine.cc).
+// host thread that drives a GPU's stream. A task that needs several devices (a step or a
+// decode on a group) runs on its first device's worker and locks the others
+// (runtime/device_lease.cc).
 
 #include <condition_variable>
 #include <deque>

@@ -8,6 +8,7 @@
 
 #include "pipeline/video_writer.h"
 #include "runtime/engine_impl.h"
+#include "runtime/group_decode.h"
 #include "runtime/group_step.h"
 #include "tensor/error.h"
 
@@ -148,6 +149,16 @@ int EngineImpl::max_dop(int model) const {
   return has_group_step(p.transformer()) ? static_cast<int>(slots_.size()) : 1;
 }
 
+int EngineImpl::max_decode_dop(int model, const ShapeKey& key) const {
+  const Pipeline& p = *slots_.front()->pipelines[static_cast<std::size_t>(model)];
+  return runtime::max_decode_dop(p.vae(), key.height / p.vae().spatial_factor(),
+                                 static_cast<int>(slots_.size()));
+}
+
+sched::ShapeProfile EngineImpl::figures(int model, const ShapeKey& key) const {
+  return estimator_->figures(key, max_dop(model), max_decode_dop(model, key));
+}
+
 int EngineImpl::check(const JobSpec& job) const {
   if (job.id.empty()) throw InvalidArgument("id: must not be empty");
   const auto it = std::find(model_names_.begin(), model_names_.end(), job.model);
@@ -175,7 +186,8 @@ int EngineImpl::check(const JobSpec& job) const {
   }
   if (!(job.deadline_s > 0)) throw InvalidArgument("deadline_s: must be > 0");
   if (job.output.empty()) throw InvalidArgument("output: a path is required");
-  if (!built_with_ffmpeg()) throw InvalidArgument("output: this build writes no MP4 or PNG (no FFmpeg)");
+  if (job.format != OutputFormat::kY4m && !built_with_ffmpeg())
+    throw InvalidArgument("output: this build writes no MP4 or PNG (no FFmpeg)");
   if (job.format == OutputFormat::kMp4 && (job.request.width % 2 != 0 || job.request.height % 2 != 0))
     throw InvalidArgument("size: an MP4 needs an even width and height");
   return model;
@@ -250,7 +262,7 @@ double EngineImpl::estimate_latency_s(const JobSpec& spec) const {
   // Work ahead of it, spread over the devices, then its own run at its optimal DoP.
   double backlog = 0;
   for (const auto& [id, job] : jobs_) {
-    const sched::ShapeProfile shape = estimator_->figures(job->key, max_dop(job->model));
+    const sched::ShapeProfile shape = figures(job->model, job->key);
     int steps_left = job->spec.request.steps - job->progress.step;
     bool encoded = false;
     if (job->request >= 0) {
@@ -262,8 +274,7 @@ double EngineImpl::estimate_latency_s(const JobSpec& spec) const {
     backlog += (encoded ? 0.0 : shape.encode_s) + steps_left * shape.step(1) + shape.decode(1);
   }
   const sched::ShapeProfile shape =
-      estimator_->figures({spec.model, spec.request.height, spec.request.width, spec.request.frames},
-                          max_dop(model));
+      figures(model, {spec.model, spec.request.height, spec.request.width, spec.request.frames});
   const int dop = shape.optimal_dop(sched::kDefaultMinGain, devices);
   return backlog / devices + shape.encode_s + spec.request.steps * shape.step(dop) +
          shape.decode(shape.decode_dop_at_most(1));

@@ -17,7 +17,7 @@
 
 namespace ditserve::runtime {
 
-enum class OutputFormat { kMp4, kPng };
+enum class OutputFormat { kMp4, kPng, kY4m };
 
 struct JobSpec {
   std::string id;      // unique, chosen by the front end
@@ -25,7 +25,10 @@ struct JobSpec {
   GenerateRequest request;
   double deadline_s = std::numeric_limits<double>::infinity();  // from submission
   int priority = 0;                                              // higher first
-  std::filesystem::path output;  // the finished MP4 (kMp4) or PNG of frame 0 (kPng)
+  // The finished MP4 (kMp4), PNG of frame 0 (kPng), or every frame uncompressed (kY4m:
+  // YUV4MPEG2 4:4:4, no FFmpeg needed; for tools and tests that compare frames, which
+  // H.264's lossy coding would blur).
+  std::filesystem::path output;
   OutputFormat format = OutputFormat::kMp4;
   // The job's durable denoising state. When the file exists at submit(), the job resumes
   // from the step it records (a restart after a crash); the engine rewrites it atomically
@@ -47,6 +50,8 @@ struct JobProgress {
   int total_steps = 0;
   int dop = 0;          // devices of the current or last step group
   std::vector<std::string> devices;  // that group, e.g. {"cpu:0", "cpu:1"}
+  int decode_dop = 0;   // devices of the VAE decode group, once decoding started (else 0)
+  std::vector<std::string> decode_devices;  // that group; the first leads and gathers the video
   double queued_s = 0;  // durations so far, seconds
   double encode_s = 0;
   double denoise_s = 0;

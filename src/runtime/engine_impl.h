@@ -14,10 +14,12 @@
 // stats_mu_; the engine lock mu_ is only taken alone or after those, never before them.
 //
 // A request's state lives on the device of its last step (job->state, cached there) and,
-// from the end of each action, on the host (job->checkpoint). A step on another group
-// starts from the host copy (GenerationState::move_to); a device lost mid-action sends
-// the request back to the scheduler from that copy, as the scheduler takes back the
-// action's steps.
+// from the end of each action, on the host (job->checkpoint). A step or decode on another
+// group starts from the host copy (GenerationState::move_to); a device lost mid-action
+// sends the request back to the scheduler from that copy, as the scheduler takes back the
+// action's steps. A task on a group holds every member's lock for its whole run (Lease):
+// it drives all their backends from its one thread, and no other task may use them
+// meanwhile (a text encode, which the scheduler does not place, waits for them).
 
 #include <atomic>
 #include <chrono>
@@ -136,6 +138,11 @@ class EngineImpl final : public Engine {
   // Largest group a step of `model` may run on: all devices for a DiT with a
   // sequence-parallel step (STDiT3, Wan: has_group_step), else one.
   int max_dop(int model) const;
+  // Largest group a decode of `key` by `model`'s VAE may run on: all devices, at most one
+  // per latent row, for a VAE with a patch-parallel decode (has_group_decode), else one.
+  int max_decode_dop(int model, const ShapeKey& key) const;
+  // The profile's figures for `key` (estimated up to max_dop and max_decode_dop).
+  sched::ShapeProfile figures(int model, const ShapeKey& key) const;  // REQUIRES: mu_ held
 
   // control_loop.cc
   void post(Completion c);

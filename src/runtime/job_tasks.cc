@@ -6,6 +6,7 @@
 
 #include "pipeline/video_writer.h"
 #include "runtime/engine_impl.h"
+#include "runtime/group_decode.h"
 #include "runtime/group_step.h"
 #include "runtime/state_copies.h"
 
@@ -135,21 +136,37 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
   done.job = job;
   try {
     if (!job->cancel) {
-      const int rank = std::find(ranks.begin(), ranks.end(), job->holder) != ranks.end() ? job->holder : ranks.front();
+      // The device holding the state leads the group (its VAE drives the decode and the
+      // video is gathered there), so the state need not move.
+      const auto held = std::find(ranks.begin(), ranks.end(), job->holder);
+      if (held != ranks.end()) std::rotate(ranks.begin(), held, held + 1);
+      const int leader = ranks.front();
+      Pipeline& pipeline = *slot(leader).pipelines[static_cast<std::size_t>(job->model)];
+      // A VAE without a patch-parallel decode runs on the leader alone (a given profile
+      // may list decode DoPs for it); the other devices stay reserved, as the scheduler
+      // holds them until the decode ends.
+      const std::vector<int> group = has_group_decode(pipeline.vae()) ? ranks : std::vector<int>{leader};
+      std::vector<std::string> names;
+      for (int r : group) names.push_back(slot(r).name);
       {
         const std::lock_guard lock(mu_);
         job->progress.phase = JobPhase::kDecoding;
+        job->progress.decode_dop = static_cast<int>(group.size());
+        job->progress.decode_devices = names;
         emit(*job);
       }
       Tensor video;
       {
-        Slot& s = slot(rank);
-        const Lease lease(*this, {rank}, job->spec.id);
+        // Every member: the decode drives their backends (halo exchanges, the leader's
+        // parameters copied to them and freed at the end) from this thread.
+        const Lease lease(*this, ranks, job->spec.id);
+        Backend& be = *slot(leader).backend;
         const double t0 = now();
-        const GenerationState state = job->holder == rank ? *job->state : device_copy(*job->checkpoint, *s.backend);
-        video = s.pipelines[static_cast<std::size_t>(job->model)]->decode(state);
+        const GenerationState state = job->holder == leader ? *job->state : device_copy(*job->checkpoint, be);
+        video = group_decode(*fabric_, DeviceGroup{group}, pipeline, state);
         done.seconds = now() - t0;
-        if (job->holder == rank) job->state.reset();  // freed by the thread driving its device
+        done.dop = static_cast<int>(group.size());
+        if (job->holder == leader) job->state.reset();  // freed by the thread driving its device
       }
       if (stopping_) return;
       if (!job->cancel) write_output(*job, video);
@@ -169,6 +186,8 @@ void EngineImpl::write_output(const Job& job, const Tensor& video) const {
     frames.frames = 1;
     frames.pixels.resize(static_cast<std::size_t>(frames.height * frames.width * 3));
     write_png(job.spec.output, frames);
+  } else if (job.spec.format == OutputFormat::kY4m) {
+    write_y4m(job.spec.output, frames, job.spec.request.fps);
   } else {
     write_mp4(job.spec.output, frames, job.spec.request.fps);
   }

@@ -3,11 +3,29 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 
 namespace ditserve::runtime {
 namespace {
 
 bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+// Every unmeasured DoP of `table` re-derived: from the nearest measured DoP by the prior's
+// curve, or from `one` (the DoP-1 estimate) when none is measured.
+void follow_measured(std::map<int, double>& table, const std::vector<int>& measured, double one,
+                     const DevicePrior& prior) {
+  for (auto& [dop, t] : table) {
+    if (contains(measured, dop)) continue;
+    if (measured.empty()) {
+      t = one * prior.step_ratio(dop);
+      continue;
+    }
+    int nearest = measured.front();
+    for (int m : measured)
+      if (std::abs(m - dop) < std::abs(nearest - dop)) nearest = m;
+    t = table.at(nearest) * prior.step_ratio(dop) / prior.step_ratio(nearest);
+  }
+}
 
 std::string shape_name(const ShapeKey& key) {
   return key.model + ":" + std::to_string(key.width) + "x" + std::to_string(key.height) + "x" +
@@ -32,7 +50,8 @@ ProfileEstimator::ProfileEstimator(sched::Profile base, DevicePrior prior)
     Known k;
     k.key = {profile_.model, s.height, s.width, s.frames};
     for (const auto& [dop, t] : s.step_s) k.step_dops.push_back(dop);
-    k.decode = k.encode = k.move = true;
+    for (const auto& [dop, t] : s.decode_s) k.decode_dops.push_back(dop);
+    k.encode = k.move = true;
     known_.push_back(std::move(k));
   }
   // Measured shapes set the rates that estimates of the others start from.
@@ -58,12 +77,12 @@ int ProfileEstimator::find(const ShapeKey& key) const {
   return -1;
 }
 
-sched::ShapeProfile ProfileEstimator::figures(const ShapeKey& key, int max_dop) const {
+sched::ShapeProfile ProfileEstimator::figures(const ShapeKey& key, int max_dop, int max_decode_dop) const {
   const int i = find(key);
-  return i >= 0 ? profile_.shapes[static_cast<std::size_t>(i)] : estimate(key, max_dop);
+  return i >= 0 ? profile_.shapes[static_cast<std::size_t>(i)] : estimate(key, max_dop, max_decode_dop);
 }
 
-sched::ShapeProfile ProfileEstimator::estimate(const ShapeKey& key, int max_dop) const {
+sched::ShapeProfile ProfileEstimator::estimate(const ShapeKey& key, int max_dop, int max_decode_dop) const {
   sched::ShapeProfile s;
   s.name = shape_name(key);
   s.height = static_cast<int>(key.height);
@@ -71,14 +90,15 @@ sched::ShapeProfile ProfileEstimator::estimate(const ShapeKey& key, int max_dop)
   s.frames = static_cast<int>(key.frames);
   const double one = step_rate_ * key.work();
   for (int k = 1; k <= max_dop; ++k) s.step_s[k] = one * prior_.step_ratio(k);
-  s.decode_s[1] = decode_rate_ * key.work();
+  const double decode_one = decode_rate_ * key.work();
+  for (int k = 1; k <= std::max(max_decode_dop, 1); ++k) s.decode_s[k] = decode_one * prior_.step_ratio(k);
   s.encode_s = encode_s_;
   s.move_s = move_share_ * one;
   return s;
 }
 
-int ProfileEstimator::add(const ShapeKey& key, int max_dop) {
-  profile_.shapes.push_back(estimate(key, max_dop));
+int ProfileEstimator::add(const ShapeKey& key, int max_dop, int max_decode_dop) {
+  profile_.shapes.push_back(estimate(key, max_dop, max_decode_dop));
   Known k;
   k.key = key;
   known_.push_back(std::move(k));
@@ -111,12 +131,13 @@ std::vector<int> ProfileEstimator::observe_encode(int shape, double seconds) {
   return refresh();
 }
 
-std::vector<int> ProfileEstimator::observe_decode(int shape, double seconds) {
+std::vector<int> ProfileEstimator::observe_decode(int shape, int dop, double seconds) {
   sched::ShapeProfile& s = profile_.shapes.at(static_cast<std::size_t>(shape));
   Known& k = known_[static_cast<std::size_t>(shape)];
-  s.decode_s[1] = blend(s.decode_s[1], seconds, !k.decode);
-  k.decode = true;
-  decode_rate_ = blend(decode_rate_, seconds / k.key.work(), !decode_seen_);
+  const bool first = !contains(k.decode_dops, dop);
+  s.decode_s[dop] = blend(s.decode_s[dop], seconds, first);
+  if (first) k.decode_dops.push_back(dop);
+  decode_rate_ = blend(decode_rate_, seconds / prior_.step_ratio(dop) / k.key.work(), !decode_seen_);
   decode_seen_ = true;
   std::vector<int> changed = refresh();
   if (!contains(changed, shape)) changed.push_back(shape);
@@ -141,18 +162,8 @@ std::vector<int> ProfileEstimator::refresh() {
     sched::ShapeProfile& s = profile_.shapes[i];
     const Known& k = known_[i];
     const sched::ShapeProfile before = s;
-    for (auto& [dop, t] : s.step_s) {
-      if (contains(k.step_dops, dop)) continue;
-      if (k.step_dops.empty()) {
-        t = step_rate_ * k.key.work() * prior_.step_ratio(dop);
-        continue;
-      }
-      int nearest = k.step_dops.front();
-      for (int m : k.step_dops)
-        if (std::abs(m - dop) < std::abs(nearest - dop)) nearest = m;
-      t = s.step_s.at(nearest) * prior_.step_ratio(dop) / prior_.step_ratio(nearest);
-    }
-    if (!k.decode) s.decode_s[1] = decode_rate_ * k.key.work();
+    follow_measured(s.step_s, k.step_dops, step_rate_ * k.key.work(), prior_);
+    follow_measured(s.decode_s, k.decode_dops, decode_rate_ * k.key.work(), prior_);
     if (!k.encode) s.encode_s = encode_s_;
     if (!k.move) s.move_s = move_share_ * s.step(1);
     if (s.step_s != before.step_s || s.decode_s != before.decode_s || s.encode_s != before.encode_s ||

@@ -4,10 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
@@ -52,6 +56,31 @@ inline EngineOptions cpu_engine(int devices, const std::string& policy) {
   for (int i = 0; i < devices; ++i) options.devices.push_back("cpu:" + std::to_string(i));
   options.policy = policy;
   return options;
+}
+
+inline std::string read_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Largest difference of two videos' bytes (decoded RGB, or Y4M files of the same shape),
+// in 8-bit levels; 256 when their sizes differ or they are empty.
+inline int max_level_difference(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return 256;
+  int worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::abs(static_cast<int>(static_cast<unsigned char>(a[i])) -
+                                     static_cast<unsigned char>(b[i])));
+  return worst;
+}
+
+// The job's output as every frame uncompressed (Y4M), for comparing frames: H.264's lossy
+// coding turns a one-level difference in a few pixels (rounding, e.g. a patch-parallel
+// decode's) into differences of tens of levels (measured: 26).
+inline JobSpec lossless(JobSpec job) {
+  job.format = OutputFormat::kY4m;
+  job.output.replace_extension(".y4m");
+  return job;
 }
 
 // Records every event; tests wait for a condition on what was recorded.
