@@ -9,6 +9,7 @@
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "kernels/timing.h"
 #include "models/wan_transformer.h"
 
 namespace ditserve {
@@ -148,23 +149,28 @@ Tensor WanBlock::attention_inputs(Backend& be, const Tensor& x, std::int64_t fir
   const Tensor h =
       modulate_layer_norm(be, x, modulation(be, step, 0), modulation(be, step, 1), eps_);
   const Tensor qkv = linear(be, h, qkv_.w, qkv_.b).view({b, n, 3, c});
+  timeline_mark(be, "norm1_qkv");  // stage boundaries for `bench step --breakdown`
   // RMSNorm over all heads together (Wan's norm_q / norm_k span the full dim).
   const Tensor q = rms_norm(be, qkv.select(2, 0), norm_q_, eps_).view({b, n, heads_, head_dim_});
   const Tensor k = rms_norm(be, qkv.select(2, 1), norm_k_, eps_).view({b, n, heads_, head_dim_});
   const Tensor angles = step.rope_angles.narrow(0, first, n);
   const Tensor v = qkv.view({b, n, 3, heads_, head_dim_}).select(2, 2).unsqueeze(2);
-  return concat(
+  Tensor out = concat(
       be, {apply_rope(be, q, angles).unsqueeze(2), apply_rope(be, k, angles).unsqueeze(2), v}, 2);
+  timeline_mark(be, "qk_norm_rope");
+  return out;
 }
 
 Tensor WanBlock::finish(Backend& be, const Tensor& x, const Tensor& attended,
                         const WanStep& step) const {
   const std::int64_t b = x.size(0), n = x.size(1), c = x.size(2);
+  timeline_mark(be, "self_attention");  // run by the stage driver between the two calls
   // Wan adds gate * y onto the residual in f32 (autocast off) and keeps x in f32; here x is
   // in the model dtype, and linear_residual rounds once, after the f32 sum (the gate is
   // folded into the bf16 weight on CUDA), where linear + gated_residual rounded y first.
   Tensor out = linear_residual(be, contiguous(be, attended).view({b, n, c}), o_.w, o_.b, x,
                                modulation(be, step, 2).squeeze(1));
+  timeline_mark(be, "o_gate_residual");
 
   // Cross-attention to all text_len caption rows (Wan passes no caption mask).
   const std::int64_t len = step.context.size(1);
@@ -178,10 +184,14 @@ Tensor WanBlock::finish(Backend& be, const Tensor& x, const Tensor& attended,
       linear(be, step.context, cross_v_.w, cross_v_.b).view({b, len, heads_, head_dim_});
   const Tensor a = attention(be, q, k, v).view({b, n, c});
   out = linear_residual(be, a, cross_o_.w, cross_o_.b, out);
+  timeline_mark(be, "cross_attention");
 
   Tensor m = modulate_layer_norm(be, out, modulation(be, step, 3), modulation(be, step, 4), eps_);
   m = linear(be, m, ffn1_.w, ffn1_.b, Activation::gelu_tanh);
-  return linear_residual(be, m, ffn2_.w, ffn2_.b, out, modulation(be, step, 5).squeeze(1));
+  timeline_mark(be, "norm2_ffn1_gelu");
+  out = linear_residual(be, m, ffn2_.w, ffn2_.b, out, modulation(be, step, 5).squeeze(1));
+  timeline_mark(be, "ffn2_gate_residual");
+  return out;
 }
 
 }  // namespace ditserve

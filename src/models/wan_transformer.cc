@@ -10,6 +10,7 @@
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "kernels/timing.h"
 #include "models/wan_block.h"
 #include "parallel/ulysses.h"
 #include "tensor/error.h"
@@ -291,7 +292,9 @@ Tensor WanTransformer::embed(const Tensor& latents, const WanStep& step) {
       contiguous(be_, x.view({b, c.in_channels, g[0], p[0], g[1], p[1], g[2], p[2]})
                           .permute({0, 2, 4, 6, 3, 5, 7, 1}))
           .view({b, step.tokens(), patch_volume(c) * c.in_channels});
-  return linear(be_, patches, embed_->patch_w, embed_->patch_b);
+  Tensor tokens = linear(be_, patches, embed_->patch_w, embed_->patch_b);
+  timeline_mark(be_, "prepare_embed");  // with the step's prepare (bench step --breakdown)
+  return tokens;
 }
 
 namespace {
