@@ -55,7 +55,7 @@ TEST(BenchStepCli, WanDitFlopsExportAndDumpAndTheVaeAndEncoder) {
   TempDir dir("bench_wan");
   const auto json = dir / "wan.json";
   const auto r = run_ditserve({"bench", "step", "--model", "tiny-wan", "--device", "cpu", "--latent",
-                               "2,4,6", "--warmup", "0", "--steps", "1", "--export-weights",
+                               "2,4,6", "--warmup", "0", "--steps", "1", "--breakdown", "--export-weights",
                                (dir / "w").string(), "--dump-dir", (dir / "rows").string(), "--json",
                                json.string()});
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -71,6 +71,9 @@ TEST(BenchStepCli, WanDitFlopsExportAndDumpAndTheVaeAndEncoder) {
   const double block = 2 * n * (6 * c * c + 2 * c * f) + 4 * l * c * c + 4 * n * n * c + 4 * n * l * c;
   const double want = 2 * (2 * block + 2 * l * (e * c + c * c) + 2 * n * c * (16 + 16) * 4);
   EXPECT_DOUBLE_EQ(row["flop"].get<double>(), want);
+  for (const char* stage : {"prepare_embed", "norm1_qkv", "qk_norm_rope", "self_attention",
+                            "o_gate_residual", "cross_attention", "norm2_ffn1_gelu", "ffn2_gate_residual"})
+    EXPECT_TRUE(row["breakdown_ms"].contains(stage)) << stage;
   // What the diffusers reference loads: diffusers' names, bf16.
   const SafetensorsFile weights(dir / "w" / "model-00001-of-00001.safetensors");
   EXPECT_EQ(weights.info("proj_out.weight").shape, (Shape{64, 96}));
