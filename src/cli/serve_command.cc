@@ -28,7 +28,7 @@ struct ServeArgs {
   server::ServiceOptions service;
   runtime::EngineOptions engine;
   std::vector<std::string> weights;  // MODEL=DIR
-  std::vector<std::string> faults;   // DEVICE:STEPS
+  std::vector<std::string> faults;   // DEVICE:STEPS or DEVICE:decode
   std::string profile;
   int timeout_s = 10;
 };
@@ -68,13 +68,21 @@ void run(ServeArgs a) {
     a.engine.weights.emplace_back(model, dir);
   }
   for (const std::string& f : a.faults) {
-    const auto [device, steps] = split_once(f, ':', "inject-fault", "DEVICE:STEPS");
+    const auto [device, when] = split_once(f, ':', "inject-fault", "DEVICE:STEPS or DEVICE:decode");
     runtime::FaultInjection fault;
     fault.device = device;
-    try {
-      fault.after_steps = std::stoi(steps);
-    } catch (const std::exception&) {
-      throw InvalidArgument("inject-fault: STEPS must be an integer, got '" + steps + "'");
+    if (when == "decode") {
+      fault.phase = runtime::FaultPhase::kDecode;  // its first decode
+    } else {
+      std::size_t used = 0;
+      try {
+        fault.nth = std::stoi(when, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != when.size())
+        throw InvalidArgument("inject-fault: expected STEPS (an integer) or 'decode' after the device, got '" +
+                              when + "'");
     }
     a.engine.faults.push_back(fault);
   }
@@ -162,8 +170,10 @@ void add_serve_command(CLI::App& app) {
                   "Seconds a client may stall (sending its request or reading the response) before it is dropped")
       ->capture_default_str();
   cmd->add_option("--inject-fault", args->faults,
-                  "Testing: DEVICE:STEPS makes DEVICE fail as it starts its STEPS-th denoising step "
-                  "(its work goes back to the queue and finishes elsewhere); repeatable");
+                  "Testing: DEVICE:STEPS makes DEVICE fail as it starts its STEPS-th denoising step; "
+                  "DEVICE:decode makes it fail as it starts the first VAE decode whose group holds it "
+                  "(e.g. cpu:0:2, cpu:1:decode). The request goes back to the queue and finishes on "
+                  "other devices; the failed one is not used again. Repeatable");
   cmd->callback([args] { run(*args); });
 }
 

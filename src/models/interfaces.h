@@ -9,6 +9,8 @@
 
 namespace ditserve {
 
+class SpatialShardContext;  // parallel/spatial_shards.h
+
 // Tokens -> caption embeddings (T5, UMT5).
 class TextEncoder {
  public:
@@ -51,6 +53,12 @@ class VideoDecoder {
   virtual std::int64_t latent_frames(std::int64_t frames) const = 0;
   // latents f32 [B, C, T', h, w] -> f32 [B, 3, frames, h*f, w*f] in [-1, 1] (unclamped).
   virtual Tensor decode(const Tensor& latents, std::int64_t frames) = 0;
+  // Whether decode_patch_parallel() is implemented (false: the decoder runs on one device).
+  virtual bool decodes_patch_parallel() const { return false; }
+  // decode() over ctx's members, every frame cut into bands of rows, the video gathered on
+  // member 0 (see each decoder). The default throws InvalidArgument.
+  virtual Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
+                                       std::int64_t frames);
 };
 
 }  // namespace ditserve

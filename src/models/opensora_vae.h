@@ -68,7 +68,8 @@ class OpenSoraVAE final : public VideoDecoder {
   // is decode(), bit for bit. Throws InvalidArgument naming "rows" when the latents have
   // fewer rows than ctx has members.
   Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
-                               std::int64_t frames);
+                               std::int64_t frames) override;
+  bool decodes_patch_parallel() const override { return true; }
 
   // The stages, for tests and tools. Channels-last, compute dtype.
   // z [B, T', h, w, C] (de-normalised) -> SD-VAE latents [B, frames, h, w, C].

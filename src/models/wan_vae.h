@@ -77,7 +77,8 @@ class WanVAE final : public VideoDecoder {
   // context this is decode(), bit for bit. Throws InvalidArgument naming "rows" when the
   // latents have fewer rows than ctx has members.
   Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
-                               std::int64_t frames);
+                               std::int64_t frames) override;
+  bool decodes_patch_parallel() const override { return true; }
 
   // De-normalised latents after the post-quant conv, channels-last [N, T', h, w, z_dim]
   // in the compute dtype -> frames [N, 4(T'-1)+1, 8h, 8w, 3]. chunked: one latent frame at

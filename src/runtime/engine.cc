@@ -110,8 +110,8 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
     for (int r = 0; r < n; ++r)
       if (slots_[static_cast<std::size_t>(r)]->name == f.device) rank = r;
     if (rank < 0) throw InvalidArgument("faults: device '" + f.device + "' is not in devices");
-    if (f.after_steps < 1) throw InvalidArgument("faults: after_steps must be >= 1");
-    slot(rank).fail_at = f.after_steps;
+    if (f.nth < 1) throw InvalidArgument("faults: nth must be >= 1");
+    (f.phase == FaultPhase::kDecode ? slot(rank).fail_at_decode : slot(rank).fail_at_step) = f.nth;
   }
 
   // The slow part, after every check: each model on each device.

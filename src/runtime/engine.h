@@ -50,7 +50,8 @@ struct JobProgress {
   int total_steps = 0;
   int dop = 0;          // devices of the current or last step group
   std::vector<std::string> devices;  // that group, e.g. {"cpu:0", "cpu:1"}
-  int decode_dop = 0;   // devices of the VAE decode group, once decoding started (else 0)
+  int decode_dop = 0;   // devices of the VAE decode group, once decoding started (else 0;
+                        // 0 again, in an event of its own, when that group lost a device)
   std::vector<std::string> decode_devices;  // that group; the first leads and gathers the video
   double queued_s = 0;  // durations so far, seconds
   double encode_s = 0;
@@ -95,11 +96,15 @@ class Engine {
   virtual void shutdown() = 0;
 };
 
-// Testing aid: device `device` fails (as a lost GPU would) when it starts its
-// `after_steps`-th denoising step; its work goes back to the scheduler.
+// Testing aid: device `device` fails (as a lost GPU would) when it starts its `nth`
+// denoising step (kStep), or its `nth` decode, counting every decode whose group holds it
+// (kDecode). The action it was running goes back to the scheduler, which runs it again on
+// devices still in service; the failed device is never used again.
+enum class FaultPhase { kStep, kDecode };
 struct FaultInjection {
   std::string device;
-  int after_steps = 1;
+  int nth = 1;
+  FaultPhase phase = FaultPhase::kStep;
 };
 
 struct EngineOptions {

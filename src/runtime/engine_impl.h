@@ -17,9 +17,10 @@
 // from the end of each action, on the host (job->checkpoint). A step or decode on another
 // group starts from the host copy (GenerationState::move_to); a device lost mid-action
 // sends the request back to the scheduler from that copy, as the scheduler takes back the
-// action's steps. A task on a group holds every member's lock for its whole run (Lease):
-// it drives all their backends from its one thread, and no other task may use them
-// meanwhile (a text encode, which the scheduler does not place, waits for them).
+// action's steps (or, for a decode, makes the request wait for another decode group). A
+// task on a group holds every member's lock for its whole run (Lease): it drives all
+// their backends from its one thread, and no other task may use them meanwhile (a text
+// encode, which the scheduler does not place, waits for them).
 
 #include <atomic>
 #include <chrono>
@@ -51,8 +52,12 @@ struct Slot {
   std::string name;
   std::vector<std::unique_ptr<Pipeline>> pipelines;  // by model index
   std::mutex lock;        // held by the task that drives the backend
-  int steps_started = 0;  // under lock
-  int fail_at = 0;        // fault injection: fails as it starts this step (0: never)
+  // Under lock. Fault injection: the device fails as it starts step `fail_at_step` or
+  // decode `fail_at_decode` (0: never).
+  int steps_started = 0;
+  int decodes_started = 0;
+  int fail_at_step = 0;
+  int fail_at_decode = 0;
   // Under Engine::stats_mu_.
   double busy_s = 0;
   double busy_since = -1;
@@ -139,7 +144,7 @@ class EngineImpl final : public Engine {
   // sequence-parallel step (STDiT3, Wan: has_group_step), else one.
   int max_dop(int model) const;
   // Largest group a decode of `key` by `model`'s VAE may run on: all devices, at most one
-  // per latent row, for a VAE with a patch-parallel decode (has_group_decode), else one.
+  // per latent row, for a VAE with a patch-parallel decode (decodes_patch_parallel), else one.
   int max_decode_dop(int model, const ShapeKey& key) const;
   // The profile's figures for `key` (estimated up to max_dop and max_decode_dop).
   sched::ShapeProfile figures(int model, const ShapeKey& key) const;  // REQUIRES: mu_ held

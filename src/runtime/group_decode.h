@@ -14,9 +14,6 @@
 
 namespace ditserve::runtime {
 
-// Whether `vae` may decode on more than one device (it has a patch-parallel decode here).
-bool has_group_decode(const VideoDecoder& vae);
-
 // The largest group a decode of `latent_rows` latent rows by `vae` may run on among
 // `devices`: every band needs at least one row; 1 for a VAE without a group decode.
 int max_decode_dop(const VideoDecoder& vae, std::int64_t latent_rows, int devices);

@@ -14,7 +14,7 @@ namespace ditserve::runtime {
 
 namespace {
 
-// Thrown when a device fails (fault injection) as a step starts on it.
+// Thrown when a device fails (fault injection) as a step or a decode starts on it.
 struct DeviceLostError {
   int rank = -1;
 };
@@ -84,7 +84,7 @@ void EngineImpl::run_steps(const std::shared_ptr<Job>& job, std::vector<int> ran
       {
         const Lease lease(*this, ranks, job->spec.id);
         for (int r : ranks)
-          if (++slot(r).steps_started == slot(r).fail_at) throw DeviceLostError{r};
+          if (++slot(r).steps_started == slot(r).fail_at_step) throw DeviceLostError{r};
         double t0 = now();
         if (job->holder != leader) {
           job->state = device_copy(*job->checkpoint, be);
@@ -145,7 +145,7 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
       // A VAE without a patch-parallel decode runs on the leader alone (a given profile
       // may list decode DoPs for it); the other devices stay reserved, as the scheduler
       // holds them until the decode ends.
-      const std::vector<int> group = has_group_decode(pipeline.vae()) ? ranks : std::vector<int>{leader};
+      const std::vector<int> group = pipeline.vae().decodes_patch_parallel() ? ranks : std::vector<int>{leader};
       std::vector<std::string> names;
       for (int r : group) names.push_back(slot(r).name);
       {
@@ -160,6 +160,10 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
         // Every member: the decode drives their backends (halo exchanges, the leader's
         // parameters copied to them and freed at the end) from this thread.
         const Lease lease(*this, ranks, job->spec.id);
+        // Every device the decode holds takes part in it (a VAE without a group decode
+        // leaves the others reserved, as the scheduler does).
+        for (int r : ranks)
+          if (++slot(r).decodes_started == slot(r).fail_at_decode) throw DeviceLostError{r};
         Backend& be = *slot(leader).backend;
         const double t0 = now();
         const GenerationState state = job->holder == leader ? *job->state : device_copy(*job->checkpoint, be);
@@ -173,6 +177,19 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
       const std::lock_guard lock(mu_);
       job->progress.decode_s = done.seconds;
     }
+  } catch (const DeviceLostError& lost) {
+    // The decode is lost with the device: the scheduler makes the request wait for
+    // another decode group, which starts from the host copy (the state cached on the
+    // leader is dropped as a step's is, whichever member failed).
+    job->state.reset();
+    job->holder = -1;
+    done.kind = Completion::Kind::kDeviceLost;
+    done.device = lost.rank;
+    // Said at once: until the scheduler picks another group, none decodes it.
+    const std::lock_guard lock(mu_);
+    job->progress.decode_dop = 0;
+    job->progress.decode_devices.clear();
+    emit(*job);
   } catch (const std::exception& e) {
     done.kind = Completion::Kind::kFailed;
     done.error = e.what();

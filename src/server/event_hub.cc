@@ -8,7 +8,10 @@ void EventHub::publish(const runtime::JobProgress& progress) {
     std::vector<JobEvent>& log = logs_[progress.id];
     JobEvent e;
     e.index = log.empty() ? 0 : log.back().index + 1;
-    e.type = log.empty() || log.back().progress.phase != progress.phase ? "phase" : "step";
+    // Only denoising repeats its phase per step; a repeated decoding event is a new group.
+    const bool stepped = !log.empty() && log.back().progress.phase == runtime::JobPhase::kDenoising &&
+                         progress.phase == runtime::JobPhase::kDenoising;
+    e.type = stepped ? "step" : "phase";
     e.progress = progress;
     log.push_back(std::move(e));
     if (log.size() > max_per_job_) log.erase(log.begin());

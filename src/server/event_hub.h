@@ -18,7 +18,10 @@ namespace ditserve::server {
 
 struct JobEvent {
   std::size_t index = 0;  // 0, 1, ... per job: the SSE id
-  std::string type;       // "phase" (the phase changed) or "step" (a step finished)
+  // "step": a denoising step finished (the job was denoising before it); "phase": anything
+  // else: the phase changed, or the decode group did (a decode lost a device, or started
+  // again on another group).
+  std::string type;
   runtime::JobProgress progress;
 };
 

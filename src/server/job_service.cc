@@ -309,9 +309,11 @@ std::string JobService::metrics_text() const {
     for (const auto& [id, job] : jobs_) {
       ++now.requests_by_state[api_status(job.progress.phase)];
       const JobPhase ph = job.progress.phase;
-      if ((ph == JobPhase::kDenoising || ph == JobPhase::kDecoding || ph == JobPhase::kEncoding) &&
-          job.progress.dop > 0)
-        ++now.running_by_dop[job.progress.dop];
+      // A decoding job holds its decode group (0 while a decode that lost a device waits
+      // for another one: it holds nothing).
+      const int dop = ph == JobPhase::kDecoding ? job.progress.decode_dop : job.progress.dop;
+      if ((ph == JobPhase::kDenoising || ph == JobPhase::kDecoding || ph == JobPhase::kEncoding) && dop > 0)
+        ++now.running_by_dop[dop];
     }
   }
   return metrics_.render(now);

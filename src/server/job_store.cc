@@ -60,6 +60,9 @@ Job read_row(sqlite3_stmt* s) {
   p.denoise_s = t.value("denoise_s", 0.0);
   p.decode_s = t.value("decode_s", 0.0);
   p.devices = t.value("devices", std::vector<std::string>{});
+  // Absent from stores written before decode groups were shown: no decode group known.
+  p.decode_dop = t.value("decode_dop", 0);
+  p.decode_devices = t.value("decode_devices", std::vector<std::string>{});
   return job;
 }
 
@@ -94,9 +97,12 @@ void JobStore::exec(const char* sql) const {
 
 void JobStore::put(const Job& job) {
   const runtime::JobProgress& p = job.progress;
-  const nlohmann::json timings = {{"queued_s", p.queued_s},   {"encode_s", p.encode_s},
-                                  {"denoise_s", p.denoise_s}, {"decode_s", p.decode_s},
-                                  {"devices", p.devices}};
+  // The progress beyond the columns, as JSON: a field added later is one more key, so an
+  // older store opens unchanged (its rows read back without it) and needs no migration.
+  const nlohmann::json timings = {{"queued_s", p.queued_s},     {"encode_s", p.encode_s},
+                                  {"denoise_s", p.denoise_s},   {"decode_s", p.decode_s},
+                                  {"devices", p.devices},       {"decode_dop", p.decode_dop},
+                                  {"decode_devices", p.decode_devices}};
   const std::lock_guard lock(mutex_);
   Statement s(db_,
               "INSERT OR REPLACE INTO jobs (seq, id, spec, phase, step, total_steps, dop, created_at,"

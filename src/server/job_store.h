@@ -4,6 +4,9 @@
 // file). WAL journal with synchronous=NORMAL: a committed write survives a crash of the
 // process (kill -9), which is what "nothing accepted is lost" needs; a power loss may
 // lose the last commits. Thread-safe (one connection behind a mutex).
+// The table has no schema version: fields added after it was first written live in its
+// JSON columns (spec, timings), where a missing key reads back as unset, so a store
+// written by an older build opens unchanged.
 
 #include <filesystem>
 #include <mutex>

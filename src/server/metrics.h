@@ -5,7 +5,8 @@
 //   ditserve_requests_rejected_total{reason}  429 (queue_full) and 422 (deadline) answers
 //   ditserve_phase_seconds{phase}         histogram: queue, encode, denoise, decode, total
 //   ditserve_device_busy_fraction{device} since the engine started
-//   ditserve_running_jobs_by_dop{dop}     running jobs by the DoP of their current group
+//   ditserve_running_jobs_by_dop{dop}     running jobs by the DoP of their current group (the
+//                                         denoising step's, or the VAE decode's while decoding)
 //   ditserve_slo_total{result}            finished jobs with a deadline: met / missed
 //   ditserve_slo_attainment               met / (met + missed), 1 when there are none
 // Thread-safe.

@@ -78,6 +78,8 @@ nlohmann::json video_object(const Job& job) {
       {"total_steps", p.total_steps > 0 ? p.total_steps : s.request.steps},
       {"dop", p.dop},
       {"devices", p.devices},
+      {"decode_dop", p.decode_dop},
+      {"decode_devices", p.decode_devices},
       {"timings", timings(p)},
       {"num_frames", s.request.frames},
       {"steps", s.request.steps},
@@ -108,6 +110,8 @@ nlohmann::json event_object(const Job& job, const runtime::JobProgress& p, const
                       {"total_steps", p.total_steps},
                       {"dop", p.dop},
                       {"devices", p.devices},
+                      {"decode_dop", p.decode_dop},
+                      {"decode_devices", p.decode_devices},
                       {"timings", timings(p)},
                       {"error", error_object(at_event)}};
   return e;

@@ -12,8 +12,10 @@
 // The VAE decode on the group the policy picks: with the estimated profile a static:K
 // policy decodes each job patch parallel on K devices (the job's events say so), and the
 // frames equal those of the same jobs decoded on one device (a profile that offers decode
-// DoP 1 only), for both tiny VAEs. Frames are compared losslessly (Y4M): H.264 turns a
-// one-level difference of a few pixels into differences of a dozen levels or more.
+// DoP 1 only), for both tiny VAEs. A device failing as a decode starts on it sends the
+// decode to another group, with the same frames. Frames are compared losslessly (Y4M):
+// H.264 turns a one-level difference of a few pixels into differences of a dozen levels
+// or more.
 
 namespace ditserve::runtime {
 namespace {
@@ -107,6 +109,64 @@ TEST(EngineDecode, OpenSoraGroupDecodesGiveTheOneDeviceFrames) {
 
 TEST(EngineDecode, WanGroupDecodesGiveTheOneDeviceFrames) {
   expect_group_decode_matches_one_device("tiny-wan");
+}
+
+std::vector<std::string> sorted(std::vector<std::string> names) {
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// static:2 on 4 devices: a job denoises and starts its decode on {cpu:0, cpu:1}, where
+// `failing` fails as the decode starts. The request goes back to the scheduler and decodes
+// on {cpu:2, cpu:3} from its host copy; its frames equal those of a later job with the same
+// seed that saw no failure, and the failed device runs nothing after.
+void expect_decode_survives_the_failure_of(const std::string& failing) {
+  const ScratchDir scratch;
+  const std::filesystem::path& dir = scratch.path();
+  EngineOptions options = cpu_engine(4, "static:2");
+  options.faults = {{failing, 1, FaultPhase::kDecode}};
+  Recorder rec;
+  const auto engine = make_engine(options);
+  engine->set_listener(rec.listener());
+  const JobSpec faulty = lossless_job("tiny", "faulty", 7, dir);
+  engine->submit(faulty);
+  const JobProgress end = rec.wait_terminal("faulty");
+  ASSERT_EQ(end.phase, JobPhase::kCompleted) << end.error;
+  const std::vector<std::string> first_group = {"cpu:0", "cpu:1"}, other_group = {"cpu:2", "cpu:3"};
+  // Its decoding events: a decode started on the first group, lost it (no group: the
+  // scheduler has it again), started on the other.
+  std::vector<std::vector<std::string>> decodes;
+  for (const JobProgress& p : rec.events("faulty")) {
+    if (p.phase != JobPhase::kDecoding) continue;
+    EXPECT_EQ(p.decode_dop, static_cast<int>(p.decode_devices.size()));
+    decodes.push_back(sorted(p.decode_devices));
+  }
+  EXPECT_EQ(decodes, (std::vector<std::vector<std::string>>{first_group, {}, other_group}));
+  EXPECT_EQ(sorted(end.devices), first_group);  // every step ran before the failure
+  EXPECT_EQ(end.step, 2);
+  EXPECT_EQ(end.decode_dop, 2);
+  EXPECT_EQ(sorted(end.decode_devices), other_group);
+
+  JobSpec healthy = lossless_job("tiny", "healthy", 7, dir);
+  engine->submit(healthy);
+  const JobProgress done = rec.wait_terminal("healthy");
+  ASSERT_EQ(done.phase, JobPhase::kCompleted) << done.error;
+  for (const JobProgress& p : rec.events("healthy")) {
+    EXPECT_EQ(std::count(p.devices.begin(), p.devices.end(), failing), 0);
+    EXPECT_EQ(std::count(p.decode_devices.begin(), p.decode_devices.end(), failing), 0);
+  }
+  EXPECT_EQ(sorted(done.devices), other_group);
+  EXPECT_EQ(sorted(done.decode_devices), other_group);
+  EXPECT_LE(max_level_difference(read_bytes(faulty.output), read_bytes(healthy.output)), 1);
+}
+
+// cpu:0 leads the decode: it holds the job's denoised state, lost with it.
+TEST(EngineDecode, ALeaderFailingMidDecodeSendsTheDecodeElsewhere) {
+  expect_decode_survives_the_failure_of("cpu:0");
+}
+
+TEST(EngineDecode, AMemberFailingMidDecodeSendsTheDecodeElsewhere) {
+  expect_decode_survives_the_failure_of("cpu:1");
 }
 
 }  // namespace

@@ -414,6 +414,7 @@ TEST(Engine, BadOptionsNameTheOption) {
   EXPECT_THAT(made([](EngineOptions& o) { o.policy = "static:2"; }), HasSubstr("policy"));
   EXPECT_THAT(made([](EngineOptions& o) { o.profile = "/nonexistent/profile.json"; }), HasSubstr("profile"));
   EXPECT_THAT(made([](EngineOptions& o) { o.faults = {{"cpu:7", 1}}; }), HasSubstr("faults"));
+  EXPECT_THAT(made([](EngineOptions& o) { o.faults = {{"cpu:0", 0, FaultPhase::kDecode}}; }), HasSubstr("faults"));
 }
 
 }  // namespace

@@ -47,6 +47,19 @@ TEST(EventHub, TypesEventsAndReplaysFromAnIndex) {
   EXPECT_TRUE(hub.wait("nobody", 0, std::chrono::milliseconds(0)).empty());
 }
 
+// A decode that lost a device starts again on another group: that second decoding event
+// is a phase event too (only a denoising step after another is a "step").
+TEST(EventHub, ADecodeStartedAgainIsAPhaseEvent) {
+  EventHub hub;
+  hub.publish(event("a", JobPhase::kDenoising, 4));
+  hub.publish(event("a", JobPhase::kDecoding, 4));
+  hub.publish(event("a", JobPhase::kDecoding, 4));
+  hub.publish(event("a", JobPhase::kCompleted, 4));
+  std::vector<std::string> types;
+  for (const JobEvent& e : hub.wait("a", 0, std::chrono::milliseconds(0))) types.push_back(e.type);
+  EXPECT_EQ(types, (std::vector<std::string>{"phase", "phase", "phase", "phase"}));
+}
+
 TEST(EventHub, WaitersWakeOnPublishAndOnClose) {
   EventHub hub;
   std::thread publisher([&] {
@@ -140,7 +153,24 @@ TEST(VideoObject, MapsPhasesToOpenAiStatusAndProgress) {
   EXPECT_EQ(v["seconds"], "0.38");  // 9 frames at 24 fps
   EXPECT_EQ(v["model"], "tiny");
   EXPECT_EQ(v["step"], 2);
+  EXPECT_EQ(v["decode_dop"], 0);  // no decode group yet
+  EXPECT_EQ(v["decode_devices"], nlohmann::json::array());
   EXPECT_TRUE(v["error"].is_null());
+  job.progress.phase = JobPhase::kDecoding;
+  job.progress.dop = 1;
+  job.progress.devices = {"cpu:1"};
+  job.progress.decode_dop = 2;
+  job.progress.decode_devices = {"cpu:1", "cpu:0"};
+  v = video_object(job);
+  EXPECT_EQ(v["progress"], 95);
+  EXPECT_EQ(v["dop"], 1);  // the last step's group, shown beside the decode's
+  EXPECT_EQ(v["decode_dop"], 2);
+  EXPECT_EQ(v["decode_devices"], nlohmann::json::array({"cpu:1", "cpu:0"}));
+  const nlohmann::json e = event_object(job, job.progress, "phase");
+  EXPECT_EQ(e["phase"], "decoding");
+  EXPECT_EQ(e["decode_dop"], 2);
+  EXPECT_EQ(e["decode_devices"], nlohmann::json::array({"cpu:1", "cpu:0"}));
+  EXPECT_EQ(e["devices"], nlohmann::json::array({"cpu:1"}));
   job.progress.phase = JobPhase::kCompleted;
   EXPECT_EQ(video_object(job)["progress"], 100);
   EXPECT_EQ(video_object(job)["status"], "completed");

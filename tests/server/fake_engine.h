@@ -1,9 +1,10 @@
 #pragma once
 // A deterministic Engine for the server's tests: one worker thread runs jobs in
 // submission order, emitting the events a real engine emits (queued, encoding, one per
-// denoising step, decoding, then completed/failed/cancelled), writing the state file at
-// each step and a small output file at the end. `hold` keeps jobs queued until release().
-// A job whose prompt is "fail" fails at its first step.
+// denoising step, decoding, then completed/failed/cancelled; every step and the decode
+// on cpu:0), writing the state file at each step and a small output file at the end.
+// `hold` keeps jobs queued until release(). A job whose prompt is "fail" fails at its
+// first step.
 
 #include <chrono>
 #include <condition_variable>
@@ -106,6 +107,10 @@ class FakeEngine : public runtime::Engine {
     changed_.notify_all();
   }
 
+  // Passes `p` to the listener as the engine would, for events this fake's runs never
+  // make (a decode on a group of several devices, started again after a device failed).
+  void report(const runtime::JobProgress& p) { emit(p); }
+
   std::vector<runtime::JobSpec> submitted() const {
     const std::lock_guard lock(mutex_);
     return submitted_;
@@ -125,6 +130,10 @@ class FakeEngine : public runtime::Engine {
     p.total_steps = job.request.steps;
     p.dop = phase == runtime::JobPhase::kQueued ? 0 : 1;
     if (p.dop) p.devices = {"cpu:0"};
+    if (phase == runtime::JobPhase::kDecoding || phase == runtime::JobPhase::kCompleted) {
+      p.decode_dop = 1;
+      p.decode_devices = {"cpu:0"};
+    }
     p.encode_s = 0.001;
     p.denoise_s = 0.001 * step;
     p.decode_s = phase == runtime::JobPhase::kCompleted ? 0.001 : 0;

@@ -107,6 +107,8 @@ TEST_F(HttpTest, SubmitPollDownload) {
   EXPECT_EQ(done["progress"], 100);
   EXPECT_EQ(done["step"], 2);
   EXPECT_EQ(done["dop"], 1);
+  EXPECT_EQ(done["decode_dop"], 1);
+  EXPECT_EQ(done["decode_devices"], nlohmann::json::array({"cpu:0"}));
   EXPECT_TRUE(done["timings"].contains("denoise_s"));
   const auto content = client_->Get(("/v1/videos/" + id + "/content").c_str());
   ASSERT_TRUE(content);
@@ -271,6 +273,9 @@ TEST_F(HttpTest, EventStreamHasOneEventPerStepAndPhase) {
                                              "step:denoising", "step:denoising", "phase:decoding",
                                              "phase:completed"}));
   EXPECT_EQ(std::get<2>(events[4])["step"], 3);
+  EXPECT_EQ(std::get<2>(events[4])["decode_dop"], 0);  // no decode group while denoising
+  EXPECT_EQ(std::get<2>(events[5])["decode_dop"], 1);
+  EXPECT_EQ(std::get<2>(events[5])["decode_devices"], nlohmann::json::array({"cpu:0"}));
   EXPECT_EQ(std::get<2>(events.back())["status"], "completed");
   // A reconnecting client gets what it missed only.
   httplib::Headers last = {{"Last-Event-ID", "4"}};

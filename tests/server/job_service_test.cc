@@ -72,6 +72,50 @@ TEST(JobService, RunsAJobToCompletionAndPersistsIt) {
   EXPECT_EQ(store.get(created.spec.id)->progress.phase, JobPhase::kCompleted);
 }
 
+// The decode group as the engine reports it: kept with the job, persisted at the phase
+// change, counted by /metrics as the DoP a decoding job holds; when that group loses a
+// device the job holds none until its decode starts again on another group.
+TEST(JobService, KeepsTheDecodeGroupTheEngineReports) {
+  TempDataDir dir("service_decode_group");
+  Server s(dir.path(), {.hold = true});  // the fake never runs it: the test plays the engine
+  const std::string id = s.service->create(params("a cat", 2), JobKind::kVideo).spec.id;
+  runtime::JobProgress p;
+  p.id = id;
+  p.phase = JobPhase::kDecoding;
+  p.step = p.total_steps = 2;
+  p.dop = 1;
+  p.devices = {"cpu:0"};
+  p.decode_dop = 2;
+  p.decode_devices = {"cpu:0", "cpu:1"};
+  s.engine->report(p);
+  Job job = s.service->get(id, JobKind::kVideo);
+  EXPECT_EQ(job.progress.decode_dop, 2);
+  EXPECT_EQ(job.progress.decode_devices, p.decode_devices);
+  EXPECT_EQ(JobStore(dir.path() / "jobs.db").get(id)->progress.decode_devices, p.decode_devices);
+  std::string metrics = s.service->metrics_text();
+  EXPECT_NE(metrics.find("ditserve_running_jobs_by_dop{dop=\"2\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("ditserve_running_jobs_by_dop{dop=\"1\"}"), std::string::npos) << metrics;
+
+  // cpu:1 fails mid-decode; the decode starts again on cpu:2 and cpu:3.
+  p.decode_dop = 0;
+  p.decode_devices.clear();
+  s.engine->report(p);
+  EXPECT_EQ(s.service->get(id, JobKind::kVideo).progress.decode_dop, 0);
+  metrics = s.service->metrics_text();
+  EXPECT_EQ(metrics.find("ditserve_running_jobs_by_dop{"), std::string::npos) << metrics;
+  p.decode_dop = 2;
+  p.decode_devices = {"cpu:2", "cpu:3"};
+  s.engine->report(p);
+  EXPECT_EQ(s.service->get(id, JobKind::kVideo).progress.decode_devices, p.decode_devices);
+  p.phase = JobPhase::kCompleted;
+  s.engine->report(p);
+  EXPECT_EQ(JobStore(dir.path() / "jobs.db").get(id)->progress.decode_devices, p.decode_devices);
+  std::vector<std::string> types;
+  for (const JobEvent& e : s.service->events().wait(id, 0, std::chrono::milliseconds(0))) types.push_back(e.type);
+  // queued, decoding on cpu:0-1, on none, on cpu:2-3, completed
+  EXPECT_EQ(types, (std::vector<std::string>(5, "phase")));
+}
+
 TEST(JobService, FullQueueAnswers429WithRetryAfter) {
   TempDataDir dir("service_429");
   Server s(dir.path(), {.hold = true}, /*max_queue=*/3);

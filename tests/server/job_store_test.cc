@@ -27,6 +27,8 @@ TEST(JobStore, RoundTripsEveryField) {
   job.progress.error = "device lost";
   job.progress.devices = {"cpu:0", "cpu:1"};
   job.progress.dop = 2;
+  job.progress.decode_dop = 3;
+  job.progress.decode_devices = {"cpu:2", "cpu:0", "cpu:1"};  // the leader first
   job.progress.encode_s = 0.25;
   job.progress.denoise_s = 1.5;
   job.spec.model = "tiny-wan";
@@ -66,6 +68,8 @@ TEST(JobStore, RoundTripsEveryField) {
   EXPECT_EQ(back->progress.error, "device lost");
   EXPECT_EQ(back->progress.devices, job.progress.devices);
   EXPECT_EQ(back->progress.dop, 2);
+  EXPECT_EQ(back->progress.decode_dop, 3);
+  EXPECT_EQ(back->progress.decode_devices, job.progress.decode_devices);
   EXPECT_DOUBLE_EQ(back->progress.encode_s, 0.25);
   EXPECT_DOUBLE_EQ(back->progress.denoise_s, 1.5);
   EXPECT_FALSE(store.get("video_b").has_value());
@@ -143,6 +147,38 @@ TEST(JobStore, OpensAStoreWrittenBeforeTheWanFields) {
   EXPECT_EQ(store.get("video_new")->spec.request.negative_prompt, "dark");
   EXPECT_EQ(store.get("video_new")->spec.request.shift, std::optional<double>(2));
   EXPECT_EQ(store.load_all().size(), 2u);
+}
+
+// A row written before decode groups were stored: its timings JSON has the step group's
+// devices and no decode keys. It reads back with no decode group (0, []), and rewriting
+// it in the same file stores one.
+TEST(JobStore, OpensAStoreWrittenBeforeDecodeGroups) {
+  TempDataDir dir("store_before_decode_groups");
+  const std::filesystem::path path = dir.path() / "jobs.db";
+  {
+    JobStore store(path);  // today's table
+    store.put(stored_job(dir.path(), 1, JobPhase::kCompleted, "video_old"));
+  }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* sql =
+        "UPDATE jobs SET timings = '{\"queued_s\": 0.5, \"encode_s\": 0.25, \"denoise_s\": 2.0,"
+        " \"decode_s\": 0.75, \"devices\": [\"cpu:0\", \"cpu:1\"]}' WHERE id = 'video_old'";
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_close(db);
+  }
+  JobStore store(path);
+  Job old = *store.get("video_old");
+  EXPECT_EQ(old.progress.devices, (std::vector<std::string>{"cpu:0", "cpu:1"}));
+  EXPECT_DOUBLE_EQ(old.progress.decode_s, 0.75);
+  EXPECT_EQ(old.progress.decode_dop, 0);
+  EXPECT_TRUE(old.progress.decode_devices.empty());
+  old.progress.decode_dop = 1;
+  old.progress.decode_devices = {"cpu:1"};
+  store.put(old);
+  EXPECT_EQ(store.get("video_old")->progress.decode_devices, std::vector<std::string>{"cpu:1"});
 }
 
 TEST(JobStore, UnopenableFileIsAnErrorNamingIt) {

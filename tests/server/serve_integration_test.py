@@ -113,6 +113,23 @@ def wait_status(url, video_id, wanted, timeout=180):
                     timeout, f"{video_id} {wanted}")
 
 
+def read_events(url, video_id):
+    """The job's server-sent events from the first, as (event type, data) pairs; returns
+    when the stream ends (after the terminal event)."""
+    events, frame = [], {}
+    with requests.get(f"{url}/v1/videos/{video_id}/events", stream=True, timeout=120) as r:
+        assert r.status_code == 200, r.text
+        for line in r.iter_lines(decode_unicode=True):
+            if line == "":
+                if "data" in frame:
+                    events.append((frame["event"], json.loads(frame["data"])))
+                frame = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                frame[key] = value
+    return events
+
+
 def ffprobe(path):
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
@@ -328,6 +345,25 @@ class ServeTest(unittest.TestCase):
                 f.write(requests.get(f"{s.url}/v1/videos/{i}/content").content)
             self.assertEqual(int(ffprobe(path)["nb_read_frames"]), QUICK["num_frames"])
             self.assertNotIn("cpu:0", v["devices"])  # the failed device is not used again
+
+    def test_device_failure_during_decode_job_still_completes(self):
+        # The elastic policy decodes on one device, the first of the job's last group:
+        # cpu:0 fails as its first decode starts (an event with no decode group says so),
+        # and that decode starts again on cpu:1.
+        s = self.start("--inject-fault", "cpu:0:decode")
+        ids = [submit(s.url, **QUICK)["id"] for _ in range(2)]
+        decodes = []  # per job, the group of each decode started, from its events
+        for i in ids:
+            v = wait_status(s.url, i, "completed")
+            self.assertEqual((v["decode_dop"], v["decode_devices"]), (1, ["cpu:1"]))  # not the failed one
+            path = os.path.join(self.tmp.name, i + ".mp4")
+            with open(path, "wb") as f:
+                f.write(requests.get(f"{s.url}/v1/videos/{i}/content").content)
+            self.assertEqual(int(ffprobe(path)["nb_read_frames"]), QUICK["num_frames"])
+            started = [(kind, d["decode_devices"]) for kind, d in read_events(s.url, i) if d["phase"] == "decoding"]
+            self.assertTrue(all(kind == "phase" for kind, _ in started), started)
+            decodes.append([group for _, group in started])
+        self.assertIn([["cpu:0"], [], ["cpu:1"]], decodes)  # the fault fired, and nothing was lost
 
     def test_wan_job_with_model_defaults(self):
         s = self.start("--models", "tiny,tiny-wan")
