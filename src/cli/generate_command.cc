@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -80,13 +81,22 @@ class Stopwatch {
   std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
 };
 
-void print_progress(std::size_t done, std::size_t total, double elapsed_s) {
+// On a terminal, one bar redrawn in place after every step. Otherwise (a log file, a
+// pipe) a line about every tenth of the steps, so a run that is cut off still shows how
+// far it got and at what rate.
+void print_progress(bool terminal, std::size_t done, std::size_t total, double elapsed_s) {
+  const double per_step = done == 0 ? 0.0 : elapsed_s / static_cast<double>(done);
+  if (!terminal) {
+    const std::size_t every = std::max<std::size_t>(1, total / 10);
+    if (done > 0 && (done % every == 0 || done == total))
+      std::fprintf(stderr, "denoise %zu/%zu  %.3f s/step\n", done, total, per_step);
+    return;
+  }
   constexpr std::size_t kWidth = 30;
   const std::size_t filled = total == 0 ? kWidth : done * kWidth / total;
   std::string bar(filled, '#');
   bar.resize(kWidth, '-');
-  std::fprintf(stderr, "\rdenoise [%s] %zu/%zu  %.2f s/step", bar.c_str(), done, total,
-               done == 0 ? 0.0 : elapsed_s / static_cast<double>(done));
+  std::fprintf(stderr, "\rdenoise [%s] %zu/%zu  %.2f s/step", bar.c_str(), done, total, per_step);
   if (done == total) std::fputc('\n', stderr);
   std::fflush(stderr);
 }
@@ -126,24 +136,21 @@ void run(const GenerateArgs& a) {
   Stopwatch clock;
   Pipeline pipeline(spec, *be, weights);
   const double load_s = clock.lap();
+  std::fprintf(stderr, "loaded %s on %s in %.1f s\n", spec.name.c_str(), be->device().str().c_str(), load_s);
   Captions captions = pipeline.encode(request.prompt, request.negative_prompt);
   be->synchronize();
   const double encode_s = clock.lap();
 
   GenerationState state = pipeline.start(request, std::move(captions));
-  const bool show_progress = ::isatty(STDERR_FILENO) != 0;
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
   double denoise_s = 0;
-  if (show_progress) print_progress(0, state.num_steps(), 0);
+  if (terminal) print_progress(terminal, 0, state.num_steps(), 0);
   while (!state.done()) {
     state.step(*be, pipeline.transformer());
-    if (show_progress) {
-      be->synchronize();
-      denoise_s += clock.lap();
-      print_progress(state.step_index(), state.num_steps(), denoise_s);
-    }
+    be->synchronize();  // the step's time, for the progress line (no work is waiting behind it)
+    denoise_s += clock.lap();
+    print_progress(terminal, state.step_index(), state.num_steps(), denoise_s);
   }
-  be->synchronize();
-  denoise_s += clock.lap();
 
   const RgbFrames frames = to_rgb8(pipeline.decode(state));
   const double decode_s = clock.lap();

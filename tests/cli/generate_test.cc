@@ -43,6 +43,10 @@ TEST(GenerateCli, TinyWritesValidMp4) {
   EXPECT_EQ(info.at("nb_read_frames"), "16");
   for (const char* phase : {"encode", "denoise", "decode", "write"})
     EXPECT_NE(r.out.find(phase), std::string::npos) << r.out;  // phase timings printed
+  // Not a terminal: progress as lines, about every tenth of the steps.
+  EXPECT_NE(r.out.find("loaded tiny on cpu:0"), std::string::npos) << r.out;
+  for (const char* line : {"denoise 1/10 ", "denoise 5/10 ", "denoise 10/10 "})
+    EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   EXPECT_EQ(dir.entries(), 1u);
 }
 
