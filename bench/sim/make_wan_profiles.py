@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes the ESTIMATED Wan 2.1 profiles under profiles/ (docs/SCHEDULING.md, "Wan 2.1
-profiles: estimates"). Nothing here is measured on a GPU running Wan: every number is a
-FLOP count divided by a throughput that ditserve measured for another model.
+profiles: estimates calibrated on one H100"). Every number is a FLOP count divided by a throughput ditserve
+measured for Wan 2.1 on one H100 (bench/results/wan-h100.json: the 1.3B step at 480p x 81f,
+the VAE decode of 81 frames at 832x480, the UMT5-XXL encode of 512 tokens); what was not
+measured (the 14B model, 720p, DoP > 1, H200) is extrapolated from those.
 
   profiles/wan2.1-h200-x8-estimated.json          Wan 2.1 shapes only
   profiles/opensora-wan2.1-h200-x8-estimated.json the Open-Sora profile's shapes plus the
@@ -14,8 +16,9 @@ DiT step (one denoising step with CFG: batch 2, prompt and negative prompt):
     A = 4N^2C (self-attention QK^T and PV) + 4NLC (cross-attention)
   step FLOP = 2 x (depth x (G + A) + 2L(4096C + C^2) + 2 x 2N x 64C)  (text embedder,
   patch embedding and head; time embedding and norms neglected).
-  t(1) = step FLOP / (e x P), e x P = the TFLOP/s ditserve's STDiT3 step reached on H100
-  at 720p x 51f (bench/results/step-h100-baseline.json: 361 TFLOP/s = 46.1% of 782.5);
+  t(1) = step FLOP / (e x P), e x P = the TFLOP/s ditserve's Wan 1.3B step reached on H100
+  at 480p x 81f (wan-h100.json: 551 TFLOP/s, 71% of the 770 measured beside it), assumed
+  for the 14B model and 720p too (larger matrices and longer attention, so no slower);
   H200 has the H100's compute, so the same throughput is assumed there.
   t(k) (Ulysses, k devices) = (2 depth G / k + 2 depth A x ceil(H/k)/H) / (e P)
       + 4 depth x (S (k-1)/k / B + a)                       the 4 all-to-alls per block
@@ -26,14 +29,13 @@ DiT step (one denoising step with CFG: batch 2, prompt and negative prompt):
   the pace (1.3B: 12 heads, so DoP 8 gives 2 heads to some members).
 
 VAE decode: conv and attention FLOPs of the Wan VAE decoder counted from its structure
-(models/wan_vae.h), divided by the throughput of ditserve's Open-Sora VAE decode on H100
-(720p x 51f in 1778 ms, step-h100-baseline.json) over that decoder's FLOPs counted the
+(models/wan_vae.h), divided by the throughput of ditserve's Wan VAE decode of 81 frames at
+832x480 on H100 (2136 ms, TF32 convolutions, wan-h100.json) over its FLOPs counted the
 same way. Patch parallel on k devices: t(k) = t(1)/k + per-halo-exchange latency
 (2 copies x 0.02 ms x convs x latent frames) + the gather of the video to member 0 at B.
 
-Text encode: UMT5-XXL over 512 tokens: ditserve's T5-XXL encode of 300 tokens on H100
-(72.6 ms, latency bound at 5% of peak) scaled by 512/300, twice (prompt and negative
-prompt). Move: 1 ms, as the Open-Sora profile (latents 8-20 MB, text 8 MB).
+Text encode: ditserve's UMT5-XXL encode of 512 tokens on H100 (16.8 ms, bf16,
+wan-h100.json), twice (prompt and negative prompt). Move: 1 ms, as the Open-Sora profile (latents 8-20 MB, text 8 MB).
 """
 import json
 import math
@@ -41,7 +43,7 @@ import os
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "profiles")
-BASELINE = os.path.join(ROOT, "bench", "results", "step-h100-baseline.json")
+MEASURED = os.path.join(ROOT, "bench", "results", "wan-h100.json")
 
 TEXT_TOKENS = 512
 TEXT_DIM = 4096
@@ -56,12 +58,14 @@ WAN_DIT = {  # Wan 2.1 configs (models/wan_transformer.h)
 }
 
 
-def baseline():
-    with open(BASELINE) as f:
+def measured():
+    """(DiT FLOP/s, VAE decode s of 81 frames at 832x480, UMT5 encode ms) from wan-h100.json."""
+    with open(MEASURED) as f:
         doc = json.load(f)
-    rows = {r["name"]: r for c in doc["components"].values() for r in c.get("rows", [])}
-    dit = rows["720p-51f"]
-    return dit["flop"] / (dit["ms"] / 1e3), rows["vae-decode-720p-51f"]["ms"] / 1e3, rows["t5-encode-300"]["ms"]
+    rows = {(r["component"], r["name"]): r for r in doc["rows"]}
+    dit = rows[("dit", "480p-81f")]
+    return (dit["flop"] / (dit["ditserve_ms"] / 1e3), rows[("vae", "vae-decode-480p-81f")]["ditserve_ms"] / 1e3,
+            rows[("t5", "t5-encode-512")]["ditserve_ms"])
 
 
 def latent_grid(width, height, frames):
@@ -137,52 +141,6 @@ def wan_vae_flop(width, height, frames):
     return c.flop, c.convs, t
 
 
-def opensora_vae_flop(width, height, frames):
-    """Open-Sora 1.2 VAE decode: temporal decoder per 17-frame chunk, then SD-VAE per frame."""
-    c = Counter()
-    h, w = height // 8, width // 8
-    chunks = math.ceil(frames / 17)
-    for _ in range(chunks):  # 5 latent frames -> 20 frames per chunk
-        t = 5
-        ch = [128, 256, 256, 512]
-        c.conv(4, 512, 27, t * h * w)
-        prev = 512
-        for _ in range(4):
-            c.conv(prev, prev, 27, t * h * w)
-            c.conv(prev, prev, 27, t * h * w)
-        for i in (3, 2, 1, 0):
-            for _ in range(4):
-                if prev != ch[i]:
-                    c.conv(prev, ch[i], 1, t * h * w)
-                c.conv(prev, ch[i], 27, t * h * w)
-                c.conv(ch[i], ch[i], 27, t * h * w)
-                prev = ch[i]
-            if i > 0 and i - 1 in (1, 2):  # temporal_downsample {false, true, true}
-                c.conv(prev, 2 * prev, 27, t * h * w)
-                t *= 2
-        c.conv(128, 4, 27, t * h * w)
-    # SD-VAE decoder per frame: conv_in, mid (2 resnets + attention), 4 up blocks.
-    sh, sw = h, w
-    c.conv(4, 512, 9, frames * sh * sw)
-    for _ in range(2):
-        c.conv(512, 512, 9, frames * sh * sw)
-        c.conv(512, 512, 9, frames * sh * sw)
-    c.attention(sh * sw, 512, frames)
-    prev = 512
-    for i, out in enumerate((512, 512, 256, 128)):
-        for _ in range(3):
-            if prev != out:
-                c.conv(prev, out, 1, frames * sh * sw)
-            c.conv(prev, out, 9, frames * sh * sw)
-            c.conv(out, out, 9, frames * sh * sw)
-            prev = out
-        if i < 3:
-            sh, sw = 2 * sh, 2 * sw
-            c.conv(prev, prev, 9, frames * sh * sw)
-    c.conv(128, 3, 9, frames * sh * sw)
-    return c.flop
-
-
 def wan_vae_decode_s(width, height, frames, k, vae_flops_per_s):
     flop, convs, latent_frames = wan_vae_flop(width, height, frames)
     t1 = flop / vae_flops_per_s
@@ -201,9 +159,9 @@ WAN_SHAPES = [  # name, model, width, height, frames (Wan's 480p is 832x480, 720
 
 
 def wan_shapes():
-    dit_fps, os_vae_s, t5_ms = baseline()
-    vae_fps = opensora_vae_flop(1280, 720, 51) / os_vae_s
-    encode_ms = 2 * t5_ms * TEXT_TOKENS / 300
+    dit_fps, wan_vae_s, umt5_ms = measured()
+    vae_fps = wan_vae_flop(832, 480, 81)[0] / wan_vae_s
+    encode_ms = 2 * umt5_ms
     shapes, notes = [], []
     for name, model, w, h, f in WAN_SHAPES:
         cfg = WAN_DIT[model]
@@ -217,14 +175,15 @@ def wan_shapes():
         })
         notes.append(f"{name}: {n} tokens, step {(g + a) / 1e12:.1f} TFLOP "
                      f"(attention {100 * a / (g + a):.0f}%), VAE {wan_vae_flop(w, h, f)[0] / 1e12:.1f} TFLOP")
-    notes.append(f"throughputs: DiT {dit_fps / 1e12:.0f} TFLOP/s (STDiT3 720p-51f, H100); "
-                 f"VAE {vae_fps / 1e12:.1f} TFLOP/s (Open-Sora VAE 720p-51f "
-                 f"{opensora_vae_flop(1280, 720, 51) / 1e12:.1f} TFLOP in {os_vae_s * 1e3:.0f} ms, H100)")
+    notes.append(f"throughputs: DiT {dit_fps / 1e12:.0f} TFLOP/s (Wan 1.3B 480p x 81f, H100); "
+                 f"VAE {vae_fps / 1e12:.1f} TFLOP/s (Wan VAE 81 frames at 832x480: "
+                 f"{wan_vae_flop(832, 480, 81)[0] / 1e12:.1f} TFLOP in {wan_vae_s * 1e3:.0f} ms, H100)")
     return shapes, notes
 
 
-HARDWARE = ("8x H200, ESTIMATED from FLOP counts at the throughput ditserve measured for "
-            "STDiT3 and the Open-Sora VAE on H100 (not measured for Wan): "
+HARDWARE = ("8x H200, ESTIMATED from FLOP counts at the throughputs ditserve measured for "
+            "Wan 2.1 1.3B at 480p x 81f on one H100 (step, VAE decode, UMT5 encode; "
+            "bench/results/wan-h100.json); 14B, 720p, DoP > 1 and H200 extrapolated: "
             "bench/sim/make_wan_profiles.py")
 
 if __name__ == "__main__":

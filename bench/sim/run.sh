@@ -54,8 +54,8 @@ for p in ddit tetriserve elastic; do
 done
 
 # 7. Mixed Open-Sora + Wan 2.1 traffic on one 8-GPU cluster. The Wan shapes' costs are
-#    ESTIMATES from FLOP counts (profiles/opensora-wan2.1-h200-x8-estimated.json,
-#    bench/sim/make_wan_profiles.py), not measurements. Open-Sora 144p..720p x 51f at 30
+#    ESTIMATES: FLOP counts at the throughputs measured for Wan 1.3B at 480p on one H100
+#    (profiles/opensora-wan2.1-h200-x8-estimated.json, bench/sim/make_wan_profiles.py). Open-Sora 144p..720p x 51f at 30
 #    steps, Wan 1.3B 480p x 81f (twice as often) and Wan 14B 720p x 81f (a quarter as often)
 #    at Wan's 50 steps; two hours of arrivals, SLO = 2x solo latency on one device.
 mixed=profiles/opensora-wan2.1-h200-x8-estimated.json
