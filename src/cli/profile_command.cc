@@ -5,9 +5,12 @@
 // cost of moving a request's state between groups.
 // Each figure is the median of --steps-timed runs after --warmup untimed ones. The JSON it
 // writes is the one `ditserve simulate --profile` reads.
+// --random-weights SEED times a full-size model on seeded random weights generated in
+// memory (as `generate --random-weights`), so a GPU machine needs no checkpoint.
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -40,6 +43,7 @@ struct ProfileArgs {
   std::string model = "tiny";
   std::string devices;
   std::string weights;
+  std::optional<std::uint64_t> random_weights;  // seed
   std::string shapes = "144p:51";
   std::string dops = "1";
   int steps_timed = 3;
@@ -184,7 +188,15 @@ DeviceGroup first_ranks(int k) {
 }
 
 void run(const ProfileArgs& a) {
-  const ModelSpec spec = find_model(a.model);
+  ModelSpec spec = find_model(a.model);
+  if (a.random_weights) {
+    if (!a.weights.empty())
+      throw InvalidArgument(
+          "--random-weights: give either --weights or --random-weights, not both");
+    // As `generate --random-weights`: the model's weights (and the built-in tokenizer)
+    // come from this seed, generated in memory; timings need no checkpoint on disk.
+    spec.builtin_seed = *a.random_weights;
+  }
   const std::vector<std::string> device_names = split(a.devices);
   if (device_names.empty()) throw InvalidArgument("--devices: no device given (e.g. cpu:0,cpu:1)");
   std::vector<Device> devices;
@@ -225,6 +237,11 @@ void run(const ProfileArgs& a) {
     } catch (const InvalidArgument& e) {
       throw InvalidArgument("--shapes: " + s.name + ": " + e.what());
     }
+    // Printed before the (slow) load, so a log shows what each shape runs as.
+    std::fprintf(stderr, "profile: %s runs at %lldx%lld, %lld frames -> %lld latent frames\n",
+                 s.name.c_str(), static_cast<long long>(s.run_width),
+                 static_cast<long long>(s.run_height), static_cast<long long>(s.frames),
+                 static_cast<long long>(spec.latent_frames(s.frames)));
   }
 
   // Devices and models: every device that some DoP uses holds a replica of the model.
@@ -294,11 +311,6 @@ void run(const ProfileArgs& a) {
     sp.width = static_cast<int>(s.width);
     sp.frames = static_cast<int>(s.frames);
     sp.encode_s = encode_s;
-    if (s.run_height != s.height || s.run_width != s.width) {
-      std::fprintf(stderr, "profile: %s runs at %lldx%lld (multiples of %lld)\n", s.name.c_str(),
-                   static_cast<long long>(s.run_width), static_cast<long long>(s.run_height),
-                   static_cast<long long>(spec.size_multiple()));
-    }
 
     for (const int dop : dops) {
       const DeviceGroup group = first_ranks(dop);
@@ -389,6 +401,9 @@ void add_profile_command(CLI::App& app) {
   cmd->add_option(
       "--weights", args->weights,
       "Weights directory (ditserve make-weights writes one); tiny has built-in weights");
+  cmd->add_option("--random-weights", args->random_weights,
+                  "Seeded random weights generated in memory instead of --weights (timings "
+                  "only: the outputs are noise)");
   cmd->add_option("--shapes", args->shapes,
                   "Shapes: 144p:51,240p:51,... (Open-Sora's 16:9 sizes) or WIDTHxHEIGHT:FRAMES")
       ->capture_default_str();

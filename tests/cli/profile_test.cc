@@ -1,7 +1,7 @@
 // `ditserve profile`: on two CPU devices with the tiny model and with tiny-wan (Ulysses
 // steps, patch-parallel Wan VAE decode) it writes a profile that the scheduler's loader
-// accepts (and `ditserve simulate` runs on), with every (shape, DoP) measured; bad flags
-// fail naming the flag.
+// accepts (and `ditserve simulate` runs on), with every (shape, DoP) measured;
+// --random-weights stands in for a full model's checkpoint; bad flags fail naming the flag.
 
 #include "sched/profile.h"
 
@@ -79,6 +79,48 @@ TEST(ProfileCli, TinyWanProfilesUlyssesStepsAndPatchParallelDecode) {
                                  "--shapes", "32x32:6", "--out", out + ".bad"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.out.find("--shapes: 32x32"), std::string::npos) << bad.out;
+}
+
+TEST(ProfileCli, RandomWeightsStandInForAFullModelsCheckpoint) {
+  TempDir dir("profile_random");
+  const std::string out = (dir / "p.json").string();
+  // wan2.1-t2v-1.3b has no built-in weights: without a checkpoint it is refused ...
+  const std::vector<std::string> full = {"profile", "--model", "wan2.1-t2v-1.3b", "--devices",
+                                         "cpu:0", "--shapes", "832x480:81,832x480:6", "--out",
+                                         out};
+  const auto no_weights = run_ditserve(full);
+  EXPECT_NE(no_weights.exit_code, 0);
+  EXPECT_NE(no_weights.out.find("weights:"), std::string::npos) << no_weights.out;
+
+  // ... with --random-weights it gets past the weights and checks every shape against the
+  // full model before loading it (the second shape breaks Wan's 4k+1 frame rule, so
+  // nothing is loaded), printing what each valid shape runs as.
+  std::vector<std::string> random = full;
+  random.insert(random.end(), {"--random-weights", "0"});
+  const auto r = run_ditserve(random);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.out.find("weights:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--shapes: 832x480-6f"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("832x480 runs at 832x480, 81 frames -> 21 latent frames"),
+            std::string::npos)
+      << r.out;
+
+  // Not together with a weights directory.
+  std::vector<std::string> both = random;
+  both.insert(both.end(), {"--weights", dir.path().string()});
+  const auto conflict = run_ditserve(both);
+  EXPECT_NE(conflict.exit_code, 0);
+  EXPECT_NE(conflict.out.find("--random-weights:"), std::string::npos) << conflict.out;
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  // On a model it can load here, a run on random weights writes its profile.
+  const auto tiny = run_ditserve({"profile", "--model", "tiny", "--random-weights", "3",
+                                  "--devices", "cpu:0,cpu:1", "--shapes", "32x32:5", "--dop",
+                                  "1,2", "--steps-timed", "1", "--warmup", "0", "--out", out});
+  ASSERT_EQ(tiny.exit_code, 0) << tiny.out;
+  const sched::Profile p = sched::load_profile(out);
+  ASSERT_EQ(p.shapes.size(), 1u);
+  EXPECT_GT(p.shapes[0].step(2), 0.0);
 }
 
 TEST(ProfileCli, BadFlagsNameTheFlag) {
