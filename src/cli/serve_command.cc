@@ -30,6 +30,7 @@ struct ServeArgs {
   std::vector<std::string> weights;  // MODEL=DIR
   std::vector<std::string> faults;   // DEVICE:STEPS or DEVICE:decode
   std::string profile;
+  std::string video_format;  // empty: mp4 with FFmpeg, else y4m
   int timeout_s = 10;
 };
 
@@ -87,6 +88,16 @@ void run(ServeArgs a) {
     a.engine.faults.push_back(fault);
   }
   if (!a.profile.empty()) a.engine.profile = a.profile;
+  const std::string format = a.video_format.empty() ? (built_with_ffmpeg() ? "mp4" : "y4m") : a.video_format;
+  if (format == "mp4") {
+    if (!built_with_ffmpeg())
+      throw InvalidArgument("video-format: mp4 needs a build with FFmpeg; this one writes y4m only");
+    a.service.video_format = runtime::OutputFormat::kMp4;
+  } else if (format == "y4m") {
+    a.service.video_format = runtime::OutputFormat::kY4m;
+  } else {
+    throw InvalidArgument("video-format: expected mp4 or y4m, got '" + format + "'");
+  }
   if (a.service.max_queue < 1) throw InvalidArgument("max-queue: must be >= 1");
   if (a.timeout_s < 1) throw InvalidArgument("timeout: must be >= 1 second");
   a.http.read_timeout_s = a.timeout_s;
@@ -154,6 +165,11 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--weights", args->weights,
                   "MODEL=DIR: weights directory for a model without built-in weights (repeatable)");
+  cmd->add_option("--random-weights", args->engine.random_weights,
+                  "Benchmarks: seeded random weights, generated in memory, for every model without "
+                  "--weights (full-size ones too; the videos are noise)");
+  cmd->add_option("--video-format", args->video_format,
+                  "Videos as mp4 (H.264) or y4m (uncompressed) [default: mp4 when built with FFmpeg, else y4m]");
   cmd->add_option("--policy", args->engine.policy, "Scheduling policy (as ditserve simulate --policy)")
       ->capture_default_str();
   cmd->add_option("--profile", args->profile,

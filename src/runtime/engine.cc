@@ -82,6 +82,7 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
     } catch (const InvalidArgument& e) {
       throw rename_field(e, "model", "models");
     }
+    if (options.random_weights && !weights.count(name)) specs_.back().builtin_seed = *options.random_weights;
     model_names_.push_back(name);
   }
   // Scheduler, policy and profile.

@@ -114,6 +114,9 @@ struct EngineOptions {
   std::vector<std::string> models = {"tiny"};
   // Weights directories by model name, for models without built-in weights.
   std::vector<std::pair<std::string, std::filesystem::path>> weights;
+  // Benchmarks: every model without an entry in `weights` gets seeded random weights
+  // generated in memory (as `generate --random-weights`), full-size ones included.
+  std::optional<std::uint64_t> random_weights;
   std::string policy = "elastic";  // sched::make_policy spec
   // Scheduler profile JSON (`ditserve profile`); empty = estimated at start-up, then
   // refined online from observed durations.

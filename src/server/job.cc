@@ -52,7 +52,9 @@ nlohmann::json spec_to_json(const Job& job) {
                       {"seed", r.seed},
                       {"priority", s.priority},
                       {"output", s.output.string()},
-                      {"format", s.format == runtime::OutputFormat::kPng ? "png" : "mp4"},
+                      {"format", s.format == runtime::OutputFormat::kPng   ? "png"
+                                 : s.format == runtime::OutputFormat::kY4m ? "y4m"
+                                                                           : "mp4"},
                       {"state_file", s.state_file.string()}};
   if (job.deadline_s) j["deadline_s"] = *job.deadline_s;
   // Unset: the model's own, resolved when the job runs (and recorded in its state file).
@@ -77,7 +79,10 @@ void spec_from_json(const nlohmann::json& j, Job& job) {
   r.seed = j.at("seed").get<std::uint64_t>();
   s.priority = j.at("priority").get<int>();
   s.output = j.at("output").get<std::string>();
-  s.format = j.at("format") == "png" ? runtime::OutputFormat::kPng : runtime::OutputFormat::kMp4;
+  const std::string format = j.at("format").get<std::string>();
+  s.format = format == "png"   ? runtime::OutputFormat::kPng
+             : format == "y4m" ? runtime::OutputFormat::kY4m
+                               : runtime::OutputFormat::kMp4;
   s.state_file = j.at("state_file").get<std::string>();
   // Absent from jobs stored before these fields existed: the model's defaults, as then.
   r.negative_prompt = j.value("negative_prompt", std::string());

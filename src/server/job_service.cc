@@ -101,8 +101,11 @@ Job JobService::create(const GenerationParams& params, JobKind kind) {
   s.priority = params.priority;
   if (params.deadline_s) s.deadline_s = *params.deadline_s;
   job.deadline_s = params.deadline_s;
-  s.format = kind == JobKind::kImage ? runtime::OutputFormat::kPng : runtime::OutputFormat::kMp4;
-  s.output = options_.data_dir / "outputs" / (s.id + (kind == JobKind::kImage ? ".png" : ".mp4"));
+  s.format = kind == JobKind::kImage ? runtime::OutputFormat::kPng : options_.video_format;
+  const char* extension = s.format == runtime::OutputFormat::kPng   ? ".png"
+                          : s.format == runtime::OutputFormat::kY4m ? ".y4m"
+                                                                    : ".mp4";
+  s.output = options_.data_dir / "outputs" / (s.id + extension);
   s.state_file = options_.data_dir / "state" / (s.id + ".state");
   job.progress.id = s.id;
   job.progress.total_steps = s.request.steps;

@@ -33,6 +33,9 @@ struct ServiceOptions {
   std::filesystem::path data_dir = "ditserve-data";
   std::size_t max_queue = 64;  // accepted jobs not yet started; more -> 429
   RequestLimits limits;
+  // What GET /v1/videos/{id}/content returns: kMp4 (H.264, needs a build with FFmpeg) or
+  // kY4m (uncompressed frames, any build).
+  runtime::OutputFormat video_format = runtime::OutputFormat::kMp4;
 };
 
 struct RecoveryReport {

@@ -115,7 +115,8 @@ void add_video_routes(httplib::Server& http, JobService& service) {
                                          req.get_param_value("variant") + "'");
       const std::filesystem::path file = service.output(req.matches[1], JobKind::kVideo);
       res.status = 200;
-      res.set_content(read_file(file, "video_id"), "video/mp4");
+      res.set_content(read_file(file, "video_id"),
+                      file.extension() == ".y4m" ? "video/x-yuv4mpeg" : "video/mp4");
     });
   });
   http.Get(R"(/v1/videos/([^/]+)/events)", [&service](const httplib::Request& req, httplib::Response& res) {

@@ -96,6 +96,30 @@ TEST(Engine, JobCompletesWithAnMp4AndAnEventPerPhaseAndStep) {
 
 // static:K runs the job on a group of K devices, its steps and its decode: the same
 // frames as one device.
+TEST(Engine, RandomWeightsReplaceTheBuiltInOnesForModelsWithoutWeights) {
+  const ScratchDir scratch;
+  const std::filesystem::path& dir = scratch.path();
+  // One tiny job's Y4M with the engine's options changed by `tweak`.
+  auto video = [&](const std::string& id, const std::function<void(EngineOptions&)>& tweak) {
+    EngineOptions options = cpu_engine(1, "static:1");
+    tweak(options);
+    Recorder rec;
+    const auto engine = make_engine(options);
+    engine->set_listener(rec.listener());
+    const JobSpec job = lossless(small_job(id, dir));
+    engine->submit(job);
+    const JobProgress end = rec.wait_terminal(id);
+    EXPECT_EQ(end.phase, JobPhase::kCompleted) << end.error;
+    engine->shutdown();
+    return read_bytes(job.output);
+  };
+  const std::string builtin = video("builtin", [](EngineOptions&) {});
+  ASSERT_FALSE(builtin.empty());
+  // tiny's built-in weights are seed 0: the same video; another seed gives another one.
+  EXPECT_EQ(video("seed0", [](EngineOptions& o) { o.random_weights = 0; }), builtin);
+  EXPECT_NE(video("seed5", [](EngineOptions& o) { o.random_weights = 5; }), builtin);
+}
+
 TEST(Engine, GroupsOfTwoAndFourGiveTheOneDeviceVideo) {
   const ScratchDir scratch;
   const std::filesystem::path& dir = scratch.path();

@@ -25,11 +25,13 @@ using testing::TempDataDir;
 
 class HttpTest : public ::testing::Test {
  protected:
-  void start(FakeEngine::Options engine_options = {}, std::size_t max_queue = 64) {
+  void start(FakeEngine::Options engine_options = {}, std::size_t max_queue = 64,
+             runtime::OutputFormat video_format = runtime::OutputFormat::kMp4) {
     engine_ = std::make_unique<FakeEngine>(engine_options);
     ServiceOptions options;
     options.data_dir = dir_.path();
     options.max_queue = max_queue;
+    options.video_format = video_format;
     service_ = std::make_unique<JobService>(*engine_, options);
     service_->recover();
     HttpOptions http;
@@ -116,6 +118,19 @@ TEST_F(HttpTest, SubmitPollDownload) {
   EXPECT_EQ(content->get_header_value("Content-Type"), "video/mp4");
   EXPECT_EQ(content->body, "FAKE " + id);
   expect_error(get_json("/v1/videos/" + id + "/content?variant=thumbnail", 400), "variant");
+}
+
+TEST_F(HttpTest, Y4mVideosWhenTheServiceWritesY4m) {
+  start({}, 64, runtime::OutputFormat::kY4m);  // what `serve` picks in a build without FFmpeg
+  const nlohmann::json created =
+      post_json("/v1/videos", R"({"prompt": "a cat", "size": "32x32", "num_frames": 5, "steps": 2})", 200);
+  const std::string id = created["id"];
+  wait_status(id, "completed");
+  const auto content = client_->Get(("/v1/videos/" + id + "/content").c_str());
+  ASSERT_TRUE(content);
+  EXPECT_EQ(content->status, 200);
+  EXPECT_EQ(content->get_header_value("Content-Type"), "video/x-yuv4mpeg");
+  EXPECT_TRUE(std::filesystem::exists(dir_.path() / "outputs" / (id + ".y4m")));
 }
 
 TEST_F(HttpTest, MultipartBodiesAsOpenAiSdksSendThem) {

@@ -17,6 +17,22 @@ using runtime::JobPhase;
 using testing::stored_job;
 using testing::TempDataDir;
 
+TEST(JobStore, RoundTripsEachOutputFormat) {
+  TempDataDir dir("store_formats");
+  JobStore store(dir.path() / "jobs.db");
+  const runtime::OutputFormat formats[] = {runtime::OutputFormat::kMp4, runtime::OutputFormat::kPng,
+                                           runtime::OutputFormat::kY4m};
+  for (std::size_t i = 0; i < 3; ++i) {
+    Job job = stored_job(dir.path(), static_cast<std::int64_t>(i + 1), JobPhase::kQueued,
+                         "video_" + std::to_string(i));
+    job.spec.format = formats[i];
+    store.put(job);
+    const std::optional<Job> back = store.get(job.spec.id);
+    ASSERT_TRUE(back.has_value());
+    EXPECT_EQ(back->spec.format, formats[i]) << i;
+  }
+}
+
 TEST(JobStore, RoundTripsEveryField) {
   TempDataDir dir("store_roundtrip");
   Job job = stored_job(dir.path(), 7, JobPhase::kFailed, "video_a");
