@@ -18,22 +18,14 @@
 // step FLOPs = B * (d * (2*linears + 4NSC + 4NTC + 8NLC) + caption + embed/final).
 // Timestep/fps embedders and all elementwise work are left out (< 0.1%).
 
-#include <algorithm>
-#include <atomic>
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <random>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/bench_step.h"
