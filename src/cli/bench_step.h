@@ -137,6 +137,12 @@ nlohmann::json time_dit_row(const BenchArgs& a, Backend& be, const Row& row,
   return r;
 }
 
+// One VAE decode row: random latents for `frames` video frames at width x height (a
+// multiple of the VAE's factor, else InvalidArgument naming "size"), decoded --warmup then
+// --steps times.
+nlohmann::json time_vae_decode(const BenchArgs& a, Backend& be, VideoDecoder& vae, std::int64_t width,
+                               std::int64_t height, std::int64_t frames);
+
 // The Wan parts (bench_wan.cc).
 void bench_wan_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohmann::json& out);
 void bench_wan_vae(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohmann::json& out);

@@ -107,23 +107,8 @@ void bench_wan_vae(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohm
   PrefetchedRandomWeights weights(wan_vae_decoder_parameters(spec.wan_vae, WanVaeLayout::diffusers),
                                   a.seed);
   WanVAE vae(spec.wan_vae, weights, be, dtype);
-  const std::int64_t f = vae.spatial_factor();
-  DITSERVE_CHECK(width % f == 0 && height % f == 0, "size: ", width, "x", height,
-                 " must be a multiple of ", f);
-  std::mt19937_64 rng(a.seed + 17);
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
-  const Tensor z = transfer(
-      *host, random_host({1, vae.latent_channels(), vae.latent_frames(frames), height / f, width / f}, rng),
-      be);
-  const Timed t = time_steps(be, a.warmup, a.steps, [&] { (void)vae.decode(z, frames); });
-  nlohmann::json r = timing_json(t, 0, 0);
-  r["name"] = "vae-decode-" + std::to_string(height) + "p-" + std::to_string(frames) + "f";
-  r["latent"] = z.shape();
-  r["frames"] = frames;
-  r["pixels"] = {height, width};
   out["dtype"] = dtype_name(dtype);
-  std::cerr << r["name"].get<std::string>() << ": " << r["ms"].get<double>() << " ms\n";
-  out["rows"].push_back(r);
+  out["rows"].push_back(time_vae_decode(a, be, vae, width, height, frames));
 }
 
 }  // namespace ditserve::cli
