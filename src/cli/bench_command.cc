@@ -77,7 +77,6 @@ void bench_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohmann:
   PrefetchedRandomWeights weights(stdit3_parameters(cfg), a.seed);
   if (!a.export_weights.empty()) weights.export_bf16(a.export_weights);
   STDiT3 model(cfg, WeightLoader(weights, be, dtype));
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
 
   out["dtype"] = dtype_name(dtype);
   out["batch"] = a.batch;
@@ -86,18 +85,14 @@ void bench_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohmann:
       "B*(depth*(2*(2N(6C^2+2CF)+4LC^2) + 4NSC + 4NTC + 8NLC) + 2L(cc*C+C^2) + "
       "2NC(in+out)*patch), N=T*S tokens, F=mlp hidden, L caption tokens, cc caption channels";
   for (const Row& row : rows) {
-    std::mt19937_64 rng(a.seed * 1000003 + std::hash<std::string>{}(row.name) % 1000003);
+    std::mt19937_64 rng = row_rng(a, row);
     const auto& lt = row.latent;
     const Tensor latents = random_host({a.batch, cfg.in_channels, lt[0], lt[1], lt[2]}, rng);
     const Tensor timesteps = Tensor::from_vector(std::vector<float>(static_cast<std::size_t>(a.batch), 500.0f), {a.batch});
     const Tensor captions = random_host({a.batch, len, cfg.caption_channels}, rng, 0.2);
     const Tensor lengths = i32_host(std::vector<std::int32_t>(static_cast<std::size_t>(a.batch),
                                                               static_cast<std::int32_t>(len)));
-    DenoiseInputs in;
-    in.latents = transfer(*host, latents, be);
-    in.timesteps = transfer(*host, timesteps, be);
-    in.captions = transfer(*host, captions, be);
-    in.caption_lengths = transfer(*host, lengths, be);
+    DenoiseInputs in = upload_inputs(be, latents, timesteps, captions, lengths);
     in.fps = 24.0f;
     in.height = row.height;
     in.width = row.width;

@@ -1,6 +1,7 @@
 #include "cli/bench_step.h"
 
 #include <algorithm>
+#include <functional>
 #include <sstream>
 
 #include "tensor/error.h"
@@ -66,6 +67,21 @@ Tensor i32_host(const std::vector<std::int32_t>& values) {
   Tensor t = Tensor::empty_host({static_cast<std::int64_t>(values.size())}, DType::i32);
   std::copy(values.begin(), values.end(), t.data<std::int32_t>());
   return t;
+}
+
+std::mt19937_64 row_rng(const BenchArgs& a, const Row& row) {
+  return std::mt19937_64(a.seed * 1000003 + std::hash<std::string>{}(row.name) % 1000003);
+}
+
+DenoiseInputs upload_inputs(Backend& be, const Tensor& latents, const Tensor& timesteps,
+                            const Tensor& captions, const Tensor& lengths) {
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  DenoiseInputs in;
+  in.latents = transfer(*host, latents, be);
+  in.timesteps = transfer(*host, timesteps, be);
+  in.captions = transfer(*host, captions, be);
+  in.caption_lengths = transfer(*host, lengths, be);
+  return in;
 }
 
 double median(std::vector<double> v) {

@@ -58,6 +58,12 @@ std::vector<Row> select_rows(const BenchArgs& a, const ModelSpec& spec);
 
 Tensor random_host(const Shape& shape, std::mt19937_64& rng, double stddev = 1.0);
 Tensor i32_host(const std::vector<std::int32_t>& values);
+// The generator of a row's inputs: the same for the same (seed, row name).
+std::mt19937_64 row_rng(const BenchArgs& a, const Row& row);
+// A DiT evaluation's inputs, from host tensors to `be`; every sample's captions are
+// `lengths` tokens long (lengths i32 [B] from i32_host).
+DenoiseInputs upload_inputs(Backend& be, const Tensor& latents, const Tensor& timesteps,
+                            const Tensor& captions, const Tensor& lengths);
 double median(std::vector<double> v);
 // WIDTHxHEIGHT; throws InvalidArgument naming "size".
 std::array<std::int64_t, 2> parse_size(const std::string& text);

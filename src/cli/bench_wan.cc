@@ -52,7 +52,6 @@ void bench_wan_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohm
   PrefetchedRandomWeights weights(wan_parameters(cfg, WanLayout::diffusers), a.seed);
   if (!a.export_weights.empty()) weights.export_bf16(a.export_weights);
   WanTransformer model(cfg, WeightLoader(weights, be, dtype));
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
 
   out["dtype"] = dtype_name(dtype);
   out["batch"] = a.batch;
@@ -62,7 +61,7 @@ void bench_wan_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohm
       "B*(layers*(2N(6C^2+2CF) + 4LC^2 + 4N^2C + 4NLC) + 2L(E*C+C^2) + 2NC(in+out)*patch), "
       "N tokens, C dim, F ffn_dim, L text_len, E text_dim";
   for (const Row& row : rows) {
-    std::mt19937_64 rng(a.seed * 1000003 + std::hash<std::string>{}(row.name) % 1000003);
+    std::mt19937_64 rng = row_rng(a, row);
     const auto& lt = row.latent;
     for (int i = 0; i < 3; ++i)
       DITSERVE_CHECK(lt[static_cast<std::size_t>(i)] % cfg.patch_size[static_cast<std::size_t>(i)] == 0,
@@ -76,11 +75,7 @@ void bench_wan_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohm
     const Tensor captions = random_host({a.batch, len, cfg.text_dim}, rng, 1.0);
     const Tensor lengths = i32_host(std::vector<std::int32_t>(static_cast<std::size_t>(a.batch),
                                                               static_cast<std::int32_t>(len)));
-    DenoiseInputs in;
-    in.latents = transfer(*host, latents, be);
-    in.timesteps = transfer(*host, timesteps, be);
-    in.captions = transfer(*host, captions, be);
-    in.caption_lengths = transfer(*host, lengths, be);
+    const DenoiseInputs in = upload_inputs(be, latents, timesteps, captions, lengths);
 
     std::array<std::int64_t, 3> grid{};
     for (std::size_t i = 0; i < 3; ++i) grid[i] = lt[i] / cfg.patch_size[i];
