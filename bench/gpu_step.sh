@@ -7,14 +7,17 @@
 # The DiT runs twice: as shipped (the short temporal-attention and fused q/k-norm+RoPE
 # kernels on) and with DITSERVE_SHORT_KERNELS=0 (cuDNN attention, separate norm and RoPE),
 # so the gain of those kernels is measured in the same run.
-#   GPU_STEP_PARTS="check dit vae t5" (default: all) selects parts; GPU_STEP_ROWS the rows.
+#   GPU_STEP_PARTS="check dit vae t5" (default: all) selects parts; GPU_STEP_ROWS the rows;
+#   GPU_STEP_GENERAL=0 skips the general-kernels run; GPU_STEP_NOTUNE_ROWS="144p,..." also
+#   times those rows with GEMM autotuning off (DITSERVE_GEMM_AUTOTUNE=0, $OUT/dit_notune.json).
+#   The check part runs tools/gpu_check and bench/ops/op_bench ($OUT/op_bench.json).
 # Writes $OUT/step.json (ours + eager + speed-ups), $OUT/step.log and the raw JSONs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 parts=${GPU_STEP_PARTS:-"check dit vae t5"}
 rows=${GPU_STEP_ROWS:-all}
 targets="ditserve"
-[[ " $parts " == *" check "* ]] && targets="ditserve gpu_check"
+[[ " $parts " == *" check "* ]] && targets="ditserve gpu_check op_bench"
 start=$SECONDS
 source bench/gpu_build.sh $targets || exit 1
 set +e
@@ -32,6 +35,8 @@ if [[ " $parts " == *" check "* ]]; then
     > /tmp/gpu_check.txt 2>&1
   tail -1 /tmp/gpu_check.txt | tee -a "$log"
   grep -iE "fail|short|qk_norm" /tmp/gpu_check.txt | head -30 | tee -a "$log"
+  timeout 120 build-gpu/bench/op_bench --json "$OUT/op_bench.json" > /tmp/op_bench.txt 2>&1
+  grep -iA12 "short" /tmp/op_bench.txt | tee -a "$log"
 fi
 
 # The bf16 matmul peak of this GPU, measured now (8192^3, random data, median of 20).
@@ -45,14 +50,24 @@ if [[ " $parts " == *" dit "* ]]; then
     --peak-tflops "$peak" --export-weights /tmp/stdit3-w --dump-dir /tmp/stdit3-rows \
     --json "$OUT/dit.json" 2>&1 | tee -a "$log"
   echo "ditserve dit: $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
-  DITSERVE_SHORT_KERNELS=0 $bin bench step --component dit --rows "$rows" --warmup 1 --steps 3 \
-    --breakdown --peak-tflops "$peak" --dump-dir /tmp/stdit3-rows-general \
-    --json "$OUT/dit_general.json" 2>&1 | tee -a "$log"
-  echo "ditserve dit (general kernels): $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  if [[ -n ${GPU_STEP_NOTUNE_ROWS:-} ]]; then
+    DITSERVE_GEMM_AUTOTUNE=0 $bin bench step --component dit --rows "$GPU_STEP_NOTUNE_ROWS" \
+      --warmup 1 --steps 3 --peak-tflops "$peak" --json "$OUT/dit_notune.json" 2>&1 | tee -a "$log"
+    echo "ditserve dit (autotune off): $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  fi
+  also=()
+  if [[ ${GPU_STEP_GENERAL:-1} != 0 ]]; then
+    DITSERVE_SHORT_KERNELS=0 $bin bench step --component dit --rows "$rows" --warmup 1 --steps 3 \
+      --breakdown --peak-tflops "$peak" --dump-dir /tmp/stdit3-rows-general \
+      --json "$OUT/dit_general.json" 2>&1 | tee -a "$log"
+    echo "ditserve dit (general kernels): $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+    also=(--also general_kernels=/tmp/stdit3-rows-general)
+  fi
   python3 $ref dit --weights /tmp/stdit3-w --dump-dir /tmp/stdit3-rows --warmup 1 --steps 3 \
-    --also general_kernels=/tmp/stdit3-rows-general --json /tmp/dit_eager.json 2>&1 | tee -a "$log"
+    "${also[@]}" --json /tmp/dit_eager.json 2>&1 | tee -a "$log"
   echo "eager dit: $((SECONDS - t)) s" | tee -a "$log"
-  ours+=("$OUT/dit.json" "$OUT/dit_general.json=general_kernels"); eager+=(/tmp/dit_eager.json)
+  ours+=("$OUT/dit.json"); eager+=(/tmp/dit_eager.json)
+  [[ ${GPU_STEP_GENERAL:-1} != 0 ]] && ours+=("$OUT/dit_general.json=general_kernels")
 fi
 if [[ " $parts " == *" vae "* ]]; then
   t=$SECONDS

@@ -1,9 +1,10 @@
 // GPU microbenchmark of the two ops that dominate a DiT step: GEMM (cuBLASLt) and
-// attention (cuDNN flash attention), and of the memory-bound fused q/k RMSNorm + RoPE
-// (reported in GB/s of q and k read and written), timed with CUDA events (median of
-// repeated runs, rotating input sets so the L2 cache does not flatter the numbers).
-// Prints a table and writes JSON with --json PATH. Reports numbers only; correctness is
-// tools/gpu_check's job.
+// attention (cuDNN flash attention), of the memory-bound fused q/k RMSNorm + RoPE
+// (reported in GB/s of q and k read and written) and of the temporal blocks'
+// short-sequence attention (GB/s of q, k, v read and the output written), timed with CUDA
+// events (median of repeated runs, rotating input sets so the L2 cache does not flatter
+// the numbers). Prints a table and writes JSON with --json PATH. Reports numbers only;
+// correctness is tools/gpu_check's job.
 
 #include <algorithm>
 #include <cstdio>
@@ -152,6 +153,40 @@ int main(int argc, char** argv) {
     report["qk_norm_rope"].push_back({{"name", c.name}, {"n", c.n}, {"len", c.len},
                                       {"heads", c.heads}, {"d", c.d}, {"rope", c.rope},
                                       {"ms", ms}, {"gb_per_s", gbps}});
+  }
+  // STDiT3's temporal self-attention (attention_short unless DITSERVE_SHORT_KERNELS=0
+  // selects cuDNN), q, k, v as the temporal blocks pass them: views of the fused
+  // projection qkv [2 * positions, 15 frames, 3, 16, 72] (a batch index per position), or
+  // blocks of a stacked [3, 2, 15, positions * 16, 72] (a head index per (position,
+  // head)); 3600 positions at 720p, 144 at 144p, batch 2 with guidance. They share the
+  // qk_norm_rope inputs above (bounded values). Memory-bound: GB/s of q, k, v read and
+  // the output written.
+  struct TemporalCase { std::string name; std::int64_t b, s, h, d; bool stacked; };
+  const std::vector<TemporalCase> temporals = {
+      {"temporal 720p qkv[7200,15,3,16,72] views", 7200, 15, 16, 72, false},
+      {"temporal 720p stacked [3,2,15,57600,72]", 2, 15, 57600, 72, true},
+      {"temporal 144p qkv[288,15,3,16,72] views", 288, 15, 16, 72, false},
+      {"temporal 144p stacked [3,2,15,2304,72]", 2, 15, 2304, 72, true},
+  };
+  std::printf("%-44s %10s %10s\n", "attention, short sequences (bf16)", "ms", "GB/s");
+  for (const auto& c : temporals) {
+    const std::int64_t numel = 3 * c.b * c.s * c.h * c.d;
+    const double ms = time_ms(gpu, 3, 20, [&](int i) {
+      const Tensor flat = qkvs[i % kSets].narrow(0, 0, numel);
+      if (c.stacked) {
+        const Tensor qkv = flat.view({3, c.b, c.s, c.h, c.d});
+        attention(gpu, qkv.select(0, 0), qkv.select(0, 1), qkv.select(0, 2));
+      } else {
+        const Tensor qkv = flat.view({c.b, c.s, 3, c.h, c.d});
+        attention(gpu, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2));
+      }
+    });
+    const double bytes = 4.0 * c.b * c.s * c.h * c.d * 2;
+    const double gbps = bytes / (ms * 1e-3) / 1e9;
+    std::printf("%-44s %10.4f %10.1f\n", c.name.c_str(), ms, gbps);
+    report["attention_short"].push_back({{"name", c.name}, {"b", c.b}, {"s", c.s}, {"h", c.h},
+                                         {"d", c.d}, {"stacked", c.stacked}, {"ms", ms},
+                                         {"gb_per_s", gbps}});
   }
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(2) << "\n";
   return 0;

@@ -146,6 +146,29 @@ Tensor linear_residual(Backend& be, const Tensor& x, const Tensor& w, const Tens
   return out;
 }
 
+Tensor linear_stacked(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      std::int64_t groups) {
+  constexpr std::string_view op = "linear_stacked";
+  const Shape rows_shape = check_linear(op, be, x, w, bias);
+  DITSERVE_CHECK(groups >= 1 && w.size(0) % groups == 0, op, ": groups = ", groups,
+                 " must be >= 1 and divide the ", w.size(0), " output rows of w ", w.describe());
+  const std::int64_t n = w.size(0) / groups;
+  Shape shape = rows_shape;
+  shape.back() = n;
+  shape.insert(shape.begin(), groups);
+  Tensor out = be.empty(shape, x.dtype());
+  if (out.numel() == 0) return out;
+  const Tensor x2d = as_rows(be, x);
+  const Tensor out3d = out.view({groups, x2d.size(0), n});
+  const Tensor b = bias.defined() ? contiguous(be, bias) : Tensor();
+  if (be.device().is_cpu()) {
+    cpu::linear_stacked(out3d, x2d, w, b);
+  } else {
+    DITSERVE_ON_CUDA(cuda::linear_stacked(cuda::as_cuda(be), out3d, x2d, w, b));
+  }
+  return out;
+}
+
 Tensor matmul(Backend& be, const Tensor& a, const Tensor& b) {
   detail::check_float("matmul", "a", be, a);
   detail::check_float("matmul", "b", be, b);

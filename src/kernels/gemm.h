@@ -26,6 +26,15 @@ Tensor linear(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias 
 Tensor linear_residual(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
                        const Tensor& residual, const Tensor& gate = {});
 
+// out[g, ..., N] = x[..., K] @ w[g N : (g + 1) N, K]^T + bias[g N : (g + 1) N] for g < groups:
+// linear() with w's output rows cut into `groups` equal blocks, each block's output written
+// as its own contiguous tensor (STDiT3's temporal q, k and v, each one [B, F, P, C] in the
+// token order of x, so that no permuted copy of the activations is needed). x and w follow
+// linear()'s rules; w [groups * N, K]; bias [groups * N] optional. Output [groups, ...x's
+// leading dims, N], contiguous, x's dtype. One batched GEMM on CUDA.
+Tensor linear_stacked(Backend& be, const Tensor& x, const Tensor& w, const Tensor& bias,
+                      std::int64_t groups);
+
 // c[..., M, N] = a[..., M, K] @ b[..., K, N]. Batch dims of a and b must be equal, or b
 // may have none (shared right operand). Each operand's matrix dims need one unit stride
 // (so transposed views are free). Output is contiguous.

@@ -287,6 +287,72 @@ TEST_F(GemmTest, LinearResidualRejectsBadArguments) {
       });
 }
 
+// linear_stacked's specification as a plain loop: out[g, i, j] = sum_p x[i, p] w[g N + j, p]
+// + bias[g N + j], in double; x any host view [..., K] (rows in its logical order).
+std::vector<float> reference_stacked(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                     std::int64_t groups) {
+  const std::vector<float> xv = x.to_vector_f32(), wv = w.to_vector_f32();
+  const std::vector<float> bv = bias.defined() ? bias.to_vector_f32() : std::vector<float>();
+  const std::int64_t k = x.size(-1), n = w.size(0) / groups, m = x.numel() / k;
+  std::vector<float> out(static_cast<std::size_t>(groups * m * n));
+  for (std::int64_t g = 0; g < groups; ++g) {
+    for (std::int64_t i = 0; i < m; ++i) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        const std::int64_t row = g * n + j;
+        double sum = bv.empty() ? 0.0 : bv[row];
+        for (std::int64_t p = 0; p < k; ++p) sum += double(xv[i * k + p]) * wv[row * k + p];
+        out[(g * m + i) * n + j] = static_cast<float>(sum);
+      }
+    }
+  }
+  return out;
+}
+
+TEST_F(GemmTest, LinearStackedWritesEachBlockOfOutputsAsItsOwnTensor) {
+  // Three blocks (q, k, v) of 5 outputs over x [2, 3, 7, 13]; M = 42 rows.
+  const Tensor x = testing::random_tensor({2, 3, 7, 13}, 80);
+  const Tensor w = testing::random_tensor({15, 13}, 81);
+  const Tensor bias = testing::random_tensor({15}, 82);
+  for (const Tensor& b : {bias, Tensor()}) {
+    const std::string what = b.defined() ? "bias" : "no bias";
+    const Tensor out = linear_stacked(*be, x, w, b, 3);
+    EXPECT_EQ(out.shape(), (Shape{3, 2, 3, 7, 5})) << what;
+    EXPECT_TRUE(out.is_contiguous()) << what;
+    EXPECT_LT(testing::relative_error(out.to_vector_f32(), reference_stacked(x, w, b, 3)), 1e-6)
+        << what;
+    // The same numbers as linear() with its output columns regrouped.
+    const Tensor regrouped =
+        contiguous(*be, linear(*be, x, w, b).view({2, 3, 7, 3, 5}).permute({3, 0, 1, 2, 4}));
+    EXPECT_LT(testing::relative_error(out, regrouped), 1e-6) << what;
+  }
+  // One group is linear(); a strided x (narrowed features, permuted leading dims) is read
+  // in its logical row order.
+  const Tensor wide = testing::random_tensor({4, 6, 20}, 83).narrow(2, 4, 13).permute({1, 0, 2});
+  EXPECT_LT(testing::relative_error(linear_stacked(*be, wide, w, bias, 1).to_vector_f32(),
+                                    reference_linear(wide, w, bias, Activation::none)),
+            1e-6);
+  EXPECT_LT(testing::relative_error(linear_stacked(*be, wide, w, bias, 5).to_vector_f32(),
+                                    reference_stacked(wide, w, bias, 5)),
+            1e-6);
+  EXPECT_EQ(linear_stacked(*be, Tensor::empty_host({0, 13}, DType::f32), w, bias, 3).shape(),
+            (Shape{3, 0, 5}));
+}
+
+TEST_F(GemmTest, LinearStackedRejectsBadArguments) {
+  const Tensor x = testing::random_tensor({7, 13}, 84);
+  const Tensor w = testing::random_tensor({15, 13}, 85);
+  expect_rejected(
+      "linear_stacked",
+      {
+          {"groups = 2 must be >= 1 and divide the 15 output rows",
+           [&] { linear_stacked(*be, x, w, {}, 2); }},
+          {"groups = 0", [&] { linear_stacked(*be, x, w, {}, 0); }},
+          {"has K = 13", [&] { linear_stacked(*be, x, testing::random_tensor({15, 12}, 86), {}, 3); }},
+          {"expected [15]",
+           [&] { linear_stacked(*be, x, w, testing::random_tensor({5}, 87), 3); }},
+      });
+}
+
 TEST_F(GemmTest, MatmulMatchesReferenceOnOddSizes) {
   const Tensor a = testing::random_tensor({3, 7, 13}, 20);
   const Tensor b = testing::random_tensor({3, 13, 5}, 21);

@@ -70,6 +70,26 @@ TEST_F(QkNormRopeTest, NormalisesAndRotatesQAndKLeavingV) {
   }
 }
 
+TEST_F(QkNormRopeTest, TakesTheStackedViewOfATemporalBlock) {
+  // STDiT3's temporal layout: q, k, v as three [B, F, P, C] blocks ([3, B, F, P * H, D]),
+  // viewed as [B, F, 3, P * H, D]: many heads per frame, dim 2's stride the block size,
+  // each head rotated by its frame index.
+  const std::int64_t b = 2, f = 5, heads = 3 * 2, d = 8;  // P = 3 positions of 2 heads
+  const Tensor stacked = testing::random_tensor({3, b, f, heads, d}, 21, -2.0f, 2.0f);
+  const Tensor qkv = stacked.permute({1, 2, 0, 3, 4});
+  const Tensor before = Tensor::from_vector(qkv.to_vector_f32(), qkv.shape());
+  const Tensor qw = testing::random_tensor({d}, 22), kw = testing::random_tensor({d}, 23);
+  const Tensor angles = rope_angles_1d(f, d, 10000.0);
+  const std::vector<double> want = qk_ref(before, qw, kw, angles, 1e-6);
+  const NormedQK qk = qk_norm_rope(*be, qkv, qw, kw, 1e-6f, angles);
+  std::vector<float> got = qk.q.to_vector_f32();
+  const std::vector<float> k = qk.k.to_vector_f32();
+  got.insert(got.end(), k.begin(), k.end());
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
+  EXPECT_EQ(qkv.select(2, 2).to_vector_f32(), before.select(2, 2).to_vector_f32());  // v
+}
+
 TEST_F(QkNormRopeTest, RejectsBadShapesNamingTheTensor) {
   const Tensor qkv = testing::random_tensor({2, 5, 3, 2, 8}, 1);
   const Tensor w = testing::random_tensor({8}, 2);

@@ -8,6 +8,7 @@
 #include "kernels/conv.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/gemm.h"
+#include "tensor/error.h"
 
 namespace ditserve::gpu_check {
 namespace {
@@ -96,6 +97,35 @@ void add_linear_residual(std::vector<Case>& cases) {
                    }});
 }
 
+void add_linear_stacked(std::vector<Case>& cases) {
+  // STDiT3's temporal q, k, v: one batched GEMM over the three blocks of attn.qkv, x shared
+  // (row counts not multiples of 128: 2 x 5 x 77 = 770 tokens); blocks of 130 outputs
+  // (batch strides off 256 bytes) take a GEMM per block.
+  const float ws = 1.0f / std::sqrt(1152.0f);
+  cases.push_back({"linear_stacked", "x[2,5,77,1152] w[3456,1152] bias, 3 groups (temporal qkv)",
+                   {floating({2, 5, 77, 1152}), floating({3456, 1152}, ws), floating({3456}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_stacked(be, in[0], in[1], in[2], 3);
+                   }});
+  cases.push_back({"linear_stacked", "x[3,100,256] w[768,256] no bias, 3 groups (batched)",
+                   {floating({3, 100, 256}), floating({768, 256}, 1.0f / 16.0f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_stacked(be, in[0], in[1], Tensor(), 3);
+                   }});
+  cases.push_back({"linear_stacked", "x[333,200] w[390,200] no bias, 3 groups",
+                   {floating({333, 200}), floating({390, 200}, 1.0f / std::sqrt(200.0f))},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_stacked(be, in[0], in[1], Tensor(), 3);
+                   }});
+  cases.push_back({"linear_stacked",
+                   "x[231,200] narrowed from [231,300], w[520,200] bias, 4 groups",
+                   {floating({231, 300}), floating({520, 200}, 1.0f / std::sqrt(200.0f)),
+                    floating({520}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return linear_stacked(be, in[0].narrow(1, 50, 200), in[1], in[2], 4);
+                   }});
+}
+
 void add_matmul(std::vector<Case>& cases) {
   cases.push_back({"matmul", "a[4,65,96] @ b[4,96,130]",
                    {floating({4, 65, 96}), floating({4, 96, 130})},
@@ -132,6 +162,109 @@ std::string attn_desc(const AttnShape& s, const std::string& extra) {
   std::ostringstream os;
   os << "B" << s.b << " Sq" << s.sq << " Sk" << s.sk << " H" << s.h << " D" << s.d << extra;
   return os.str();
+}
+
+// attention_short itself on the GPU (the public op would fall back to cuDNN silently if
+// it declined), the public op on the CPU. Scale 1/sqrt(D) unless `scale` > 0.
+Tensor short_or_reference(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
+                          float scale = 0.0f) {
+  AttentionParams p;
+  if (scale > 0.0f) p.scale = scale;
+  if (be.device().is_cpu()) return attention(be, q, k, v, p);
+  Tensor out = be.empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.dtype());
+  const float s = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(q.size(3)));
+  DITSERVE_CHECK(cuda::attention_short(cuda::as_cuda(be), out, q, k, v, s),
+                 "attention_short declined q ", q.describe(), ", k ", k.describe(), ", v ",
+                 v.describe());
+  return out;
+}
+
+// The short-sequence kernel's own cases (bf16 and f16). A block takes 4 heads of one
+// batch index (2 when Sq > 16, two warps per head), Sq and Sk are padded to 16 or 32:
+// shapes on both sides of 16, Sq = Sk = 1, 15, 30, 32, head counts that leave a partial
+// block, D = 64 and 72, and the layouts the temporal blocks pass. q and k entries of
+// size ~2.5 give scores of standard deviation ~2 (a peaked softmax).
+void add_attention_short(std::vector<Case>& cases) {
+  const std::vector<DType> half_types = {DType::bf16, DType::f16};
+  const float qk_scale = 2.5f;
+  for (const AttnShape s :
+       {AttnShape{24, 15, 15, 16, 72}, AttnShape{40, 15, 15, 16, 64}, AttnShape{12, 30, 30, 5, 72},
+        AttnShape{7, 30, 30, 16, 64}, AttnShape{5, 1, 1, 2, 72}, AttnShape{9, 1, 1, 7, 64},
+        AttnShape{6, 32, 32, 3, 72}, AttnShape{4, 32, 32, 4, 64}, AttnShape{10, 16, 16, 6, 72},
+        AttnShape{4, 16, 17, 6, 72}, AttnShape{4, 17, 16, 3, 64}, AttnShape{3, 20, 9, 5, 72},
+        AttnShape{6, 7, 19, 3, 64}, AttnShape{3, 15, 15, 1, 72}}) {
+    cases.push_back({"attention_short", attn_desc(s, ""),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, s.sk, s.h, s.d}, qk_scale), floating({s.b, s.sk, s.h, s.d})},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return short_or_reference(be, in[0], in[1], in[2]);
+                     },
+                     half_types});
+  }
+  cases.push_back({"attention_short", "B5 Sq15 Sk15 H6 D72 scale 0.3",
+                   {floating({5, 15, 6, 72}), floating({5, 15, 6, 72}), floating({5, 15, 6, 72})},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return short_or_reference(be, in[0], in[1], in[2], 0.3f);
+                   },
+                   half_types});
+  // The temporal block today: q/k/v views of qkv [positions, frames, 3, heads, D].
+  for (const AttnShape s : {AttnShape{6, 15, 15, 16, 72}, AttnShape{5, 30, 30, 16, 72},
+                            AttnShape{4, 15, 15, 16, 64}}) {
+    cases.push_back({"attention_short", attn_desc(s, " q/k/v views of qkv[B,S,3,H,D]"),
+                     {floating({s.b, s.sq, 3, s.h, s.d}, qk_scale)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return short_or_reference(be, in[0].select(2, 0), in[0].select(2, 1),
+                                                 in[0].select(2, 2));
+                     },
+                     half_types});
+  }
+  // (position, head) as one head index: H = positions x 16 with head stride D and a
+  // sequence stride of 3 * H * D; 131 heads leave a partial block.
+  for (const AttnShape s : {AttnShape{2, 15, 15, 9 * 16, 72}, AttnShape{2, 15, 15, 131, 72},
+                            AttnShape{2, 30, 30, 8 * 16 + 1, 64}, AttnShape{2, 1, 1, 8 * 16, 72}}) {
+    cases.push_back({"attention_short", attn_desc(s, " q/k/v views of qkv[B,S,3,H,D], large H"),
+                     {floating({s.b, s.sq, 3, s.h, s.d}, qk_scale)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return short_or_reference(be, in[0].select(2, 0), in[0].select(2, 1),
+                                                 in[0].select(2, 2));
+                     },
+                     half_types});
+  }
+  // Blocks of one stacked [3, B, S, H, D] (sequence stride H * D), as the temporal block
+  // without permutes passes them (H = 25 positions x 16 heads).
+  for (const AttnShape s : {AttnShape{2, 15, 15, 25 * 16, 72}, AttnShape{2, 30, 30, 37, 64}}) {
+    cases.push_back({"attention_short", attn_desc(s, " q/k/v = [3,B,S,H,D].select(0, i)"),
+                     {floating({3, s.b, s.sq, s.h, s.d}, qk_scale)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return short_or_reference(be, in[0].select(0, 0), in[0].select(0, 1),
+                                                 in[0].select(0, 2));
+                     },
+                     half_types});
+  }
+  {
+    // Head stride 3 * D (not D): q/k/v interleaved per head, [B, S, H, 3, D].
+    const AttnShape s{5, 15, 15, 6, 72};
+    cases.push_back({"attention_short", attn_desc(s, " q/k/v views of [B,S,H,3,D]"),
+                     {floating({s.b, s.sq, s.h, 3, s.d}, qk_scale)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return short_or_reference(be, in[0].select(3, 0), in[0].select(3, 1),
+                                                 in[0].select(3, 2));
+                     },
+                     half_types});
+  }
+  {
+    // Sq != Sk from different tensors, keys and values narrowed out of a longer sequence
+    // (k/v batch stride 40 * 2 * H * D, sequence stride 2 * H * D).
+    const AttnShape s{3, 9, 23, 7, 72};
+    cases.push_back({"attention_short", attn_desc(s, " k/v = [B,40,2,H,D].narrow(1,5,23)"),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, 40, 2, s.h, s.d}, qk_scale)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       const Tensor kv = in[1].narrow(1, 5, 23);
+                       return short_or_reference(be, in[0], kv.select(2, 0), kv.select(2, 1));
+                     },
+                     half_types});
+  }
 }
 
 void add_attention(std::vector<Case>& cases) {
@@ -180,15 +313,16 @@ void add_attention(std::vector<Case>& cases) {
                        return attention(be, in[0], in[1], in[2], p);
                      }});
   }
-  // Short sequences (STDiT3's temporal attention): the warp-per-(batch, head) kernel in
-  // 16-bit; the longest it takes (32), head dims 64 and 72 (128 goes to cuDNN), Sq != Sk.
+  // Short sequences (STDiT3's temporal attention) through the public op: attention_short
+  // in 16-bit; the longest it takes (32), head dims 64 and 72 (128 goes to cuDNN), Sq != Sk.
   for (const AttnShape s : {AttnShape{96, 15, 15, 4, 72}, AttnShape{8, 32, 32, 2, 64}, AttnShape{4, 20, 20, 2, 128},
                             AttnShape{6, 7, 19, 3, 64}, AttnShape{5, 1, 1, 2, 72}}) {
     cases.push_back({"attention", attn_desc(s, " (short)"),
                      {qk(s, s.sq), qk(s, s.sk), floating({s.b, s.sk, s.h, s.d})},
                      [](Backend& be, const std::vector<Tensor>& in) {
                        return attention(be, in[0], in[1], in[2]);
-                     }});
+                     },
+                     {DType::f32, DType::bf16, DType::f16}});
   }
   {
     const AttnShape s{64, 30, 30, 4, 72};
@@ -197,8 +331,10 @@ void add_attention(std::vector<Case>& cases) {
                      [](Backend& be, const std::vector<Tensor>& in) {
                        return attention(be, in[0].select(2, 0), in[0].select(2, 1),
                                         in[0].select(2, 2));
-                     }});
+                     },
+                     {DType::f32, DType::bf16, DType::f16}});
   }
+  add_attention_short(cases);
   {
     // q, k, v as strided views of one fused projection [B, S, 3, H, D].
     const AttnShape s{2, 120, 120, 4, 72};
@@ -230,6 +366,21 @@ void add_attention(std::vector<Case>& cases) {
            return out;
          },
          {DType::f32, DType::bf16, DType::f16}});
+  }
+}
+
+// STDiT3's temporal attention without permutes: q, k, v are blocks of one [3, B, F, P, C]
+// projection, each viewed as [B, F, P * heads, D] (head stride D, frame stride P * C).
+void add_stacked_temporal_attention(std::vector<Case>& cases) {
+  const auto views = [](Backend& be, const std::vector<Tensor>& in) {
+    return attention(be, in[0].select(0, 0), in[0].select(0, 1), in[0].select(0, 2));
+  };
+  // 720p x 51 frames: 3600 positions x 16 heads = 57 600 heads (below 65 535, the grid
+  // limit of the direct kernel that f32 takes; one sample to bound the host reference);
+  // and the CFG batch on a shard of 450 positions.
+  for (const AttnShape s : {AttnShape{1, 15, 15, 3600 * 16, 72}, AttnShape{2, 15, 15, 450 * 16, 72}}) {
+    cases.push_back({"attention", attn_desc(s, " (short) views of stacked qkv[3,B,F,P*heads,D]"),
+                     {floating({3, s.b, s.sq, s.h, s.d}, 0.7f)}, views});
   }
 }
 
@@ -279,8 +430,10 @@ void add_conv(std::vector<Case>& cases) {
 void add_math_cases(std::vector<Case>& cases) {
   add_linear(cases);
   add_linear_residual(cases);
+  add_linear_stacked(cases);
   add_matmul(cases);
   add_attention(cases);
+  add_stacked_temporal_attention(cases);
   add_conv(cases);
 }
 

@@ -159,7 +159,7 @@ void add_rope(std::vector<Case>& cases) {
   // The fused kernel's shapes: STDiT3's 16 heads (a 288-thread block per token, the
   // token count not a multiple of the 4 tokens a thread takes per iteration), a spatial
   // block at 720p (one frame of 3600 tokens per sample), 128-wide heads (blocks past the
-  // 576 threads of the 56-register instance; f32 at 24 heads is composed), heads so small
+  // 576 threads of the 56-register instance; f32 at 24 heads in groups of 8), heads so small
   // that a block holds several tokens, a 3D RoPE table, and a transposed token layout.
   cases.push_back({"qk_norm_rope", "qkv[301,15,3,16,72] + 1D RoPE (temporal, 16 heads)",
                    {floating({301, 15, 3, 16, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
@@ -189,6 +189,33 @@ void add_rope(std::vector<Case>& cases) {
                    {floating({15, 77, 3, 4, 72}, 2.0f), floating({72}), floating({72}),
                     given_f32(rope_angles_1d(15, 72, 10000.0))},
                    qk_norm(true, true)});
+  // STDiT3's temporal block without permutes: qkv a view [B, F, 3, P * heads, D] of three
+  // [B, F, P, C] blocks ([3, B, F, P * heads, D]), tens of thousands of heads per frame,
+  // each frame's heads in groups that fit a block; rotated by the frame index. Also a head
+  // count whose largest fitting divisor is odd (7 x 13 heads: groups of 13), and the same
+  // view with B and F swapped (token offsets that do not merge into one stride).
+  const auto stacked = [](bool swap_tokens) {
+    return [swap_tokens](Backend& be, const std::vector<Tensor>& in) {
+      Tensor blocks = be.empty(in[0].shape(), in[0].dtype());
+      copy_into(be, blocks, in[0]);
+      Tensor qkv = blocks.permute({1, 2, 0, 3, 4});
+      if (swap_tokens) qkv = qkv.transpose(0, 1);
+      const NormedQK qk = qk_norm_rope(be, qkv, in[1], in[2], 1e-6f, in[3]);
+      return concat(be, {contiguous(be, qk.q), contiguous(be, qk.k)}, 0);
+    };
+  };
+  cases.push_back({"qk_norm_rope", "stacked qkv[3,2,15,450*16,72] as [2,15,3,7200,72] + 1D RoPE",
+                   {floating({3, 2, 15, 450 * 16, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
+                    floating({72}, 0.5f, 1.0f), given_f32(rope_angles_1d(15, 72, 10000.0))},
+                   stacked(false)});
+  cases.push_back({"qk_norm_rope", "stacked qkv[3,2,9,91,72] as [2,9,3,91,72] + 1D RoPE",
+                   {floating({3, 2, 9, 91, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
+                    floating({72}, 0.5f, 1.0f), given_f32(rope_angles_1d(9, 72, 10000.0))},
+                   stacked(false)});
+  cases.push_back({"qk_norm_rope", "stacked qkv[3,9,2,1600,72] as [2,9,3,1600,72] (B, F swapped)",
+                   {floating({3, 9, 2, 1600, 72}, 2.0f), floating({72}, 0.5f, 1.0f),
+                    floating({72}, 0.5f, 1.0f), given_f32(rope_angles_1d(9, 72, 10000.0))},
+                   stacked(true)});
   cases.push_back({"qk_norm_rope", "qkv[3,10,3,2,6] + RoPE (no 16-byte packs: composed)",
                    {floating({3, 10, 3, 2, 6}, 2.0f), floating({6}), floating({6}),
                     given_f32(rope_angles_1d(10, 6, 10000.0))},

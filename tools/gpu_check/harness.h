@@ -86,6 +86,7 @@ void add_math_cases(std::vector<Case>& cases);       // linear, matmul, attentio
 void add_row_cases(std::vector<Case>& cases);        // norms, activations, softmax, rope
 void add_elementwise_cases(std::vector<Case>& cases);  // add, mul, gated, embeddings
 void add_data_cases(std::vector<Case>& cases, Harness& h);  // copies, casts, transfers
+void add_gemm_plan_cases(std::vector<Case>& cases);  // GEMM plan cache and autotuning
 
 // The caching allocator must not grow once a repeated workload has warmed it up.
 Result check_pool_steady(Harness& h);

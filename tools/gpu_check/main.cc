@@ -136,6 +136,7 @@ int run(const Options& o) {
   add_row_cases(cases);
   add_elementwise_cases(cases);
   add_data_cases(cases, h);
+  add_gemm_plan_cases(cases);
 
   std::printf("%-20s %-5s %-72s %11s %8s  %s\n", "op", "dtype", "case", "rel_error",
               "limit", "result");

@@ -92,6 +92,14 @@ void linear_residual(const Tensor& out, const Tensor& x, const Tensor& w, const 
   }
 }
 
+void linear_stacked(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias) {
+  const std::int64_t groups = out.size(0), n = out.size(2);
+  for (std::int64_t g = 0; g < groups; ++g) {
+    linear(out.select(0, g), x, w.narrow(0, g * n, n),
+           bias.defined() ? bias.narrow(0, g * n, n) : Tensor(), Activation::none);
+  }
+}
+
 void matmul(const Tensor& out, const Tensor& a, const Tensor& b) {
   const std::int64_t batch = out.size(0), m = out.size(1), n = out.size(2), k = a.size(2);
   // A matrix whose column dim has unit stride is read as stored, else transposed.

@@ -37,6 +37,10 @@ void linear(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& b
 void linear_residual(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias,
                      const Tensor& residual, const Tensor& gate);
 
+// out [G, M, N] contiguous: out[g] = x [M, K] @ w[g N : (g + 1) N]^T + bias[g N : (g + 1) N],
+// x as linear(); w [G N, K] contiguous; bias [G N] contiguous or undefined.
+void linear_stacked(const Tensor& out, const Tensor& x, const Tensor& w, const Tensor& bias);
+
 // out [batch, M, N] contiguous = a [batch, M, K] @ b [batch, K, N]. In each operand one
 // of the two matrix dims has unit stride and the other a valid leading dimension; the
 // batch stride may be 0 (shared operand).

@@ -20,11 +20,14 @@ void check_cublas(cublasStatus_t status, const char* what) {
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device)
+CudaBackend::CudaBackend(int device) : CudaBackend(device, GemmTuningOptions::from_env()) {}
+
+CudaBackend::CudaBackend(int device, GemmTuningOptions gemm_tuning)
     : device_(device),
       stream_(std::make_shared<Stream>(device)),
       caching_(std::make_shared<CachingAllocator>(device, stream_)),
-      allocator_(caching_) {
+      allocator_(caching_),
+      gemm_plans_(gemm_tuning) {
   DeviceGuard guard(device_);
   check_cublas(cublasLtCreate(&cublaslt_), "cublasLtCreate");
   check_cudnn(cudnnCreate(&cudnn_), "cudnnCreate");

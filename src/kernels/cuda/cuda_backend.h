@@ -1,6 +1,7 @@
 #pragma once
-// The CUDA Backend: one GPU, one stream, the library handles bound to that stream, and
-// a workspace for cuBLASLt and cuDNN. Only CUDA translation units include this.
+// The CUDA Backend: one GPU, one stream, the library handles bound to that stream, a
+// workspace for cuBLASLt and cuDNN, and the plan caches of both libraries. Only CUDA
+// translation units include this.
 
 #include <cublasLt.h>
 #include <cudnn.h>
@@ -9,6 +10,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/cudnn_graph.h"
+#include "kernels/cuda/gemm_plan_cache.h"
 #include "tensor/cuda/caching_allocator.h"
 #include "tensor/cuda/stream.h"
 
@@ -16,7 +18,9 @@ namespace ditserve::cuda {
 
 class CudaBackend final : public Backend {
  public:
+  // GEMM tuning from the environment (GemmTuningOptions::from_env).
   explicit CudaBackend(int device);
+  CudaBackend(int device, GemmTuningOptions gemm_tuning);
   ~CudaBackend() override;
 
   Device device() const override { return Device::cuda(device_); }
@@ -32,6 +36,7 @@ class CudaBackend final : public Backend {
   void* workspace(std::size_t bytes);
   int multiprocessor_count() const { return sm_count_; }
   CudnnPlanCache& cudnn_plans() { return cudnn_plans_; }
+  GemmPlanCache& gemm_plans() { return gemm_plans_; }
 
  private:
   int device_;
@@ -42,6 +47,7 @@ class CudaBackend final : public Backend {
   cudnnHandle_t cudnn_ = nullptr;
   Tensor workspace_;
   CudnnPlanCache cudnn_plans_;
+  GemmPlanCache gemm_plans_;
   int sm_count_ = 0;
 };
 

@@ -77,11 +77,12 @@ void attention_direct(CudaBackend& be, const Tensor& out, const Tensor& q, const
 // benchmark can time both in one build. tools/gpu_check checks both against the CPU.
 bool short_kernels_enabled();
 
-// Longest query and key sequences attention_short takes (a lane per query).
+// Longest query and key sequences attention_short takes (two 16-row MMA tiles).
 inline constexpr std::int64_t kMaxShortSequence = 32;
 
 // Attention over short sequences (Sq, Sk <= kMaxShortSequence; bf16/f16; head dim 64 or
-// 72; 16-byte aligned rows), no key lengths or bias: one warp per (batch, head).
+// 72; 16-byte aligned rows), no key lengths or bias: a block stages 2 or 4 heads of one
+// batch index in shared memory, a warp per (head, 16 queries) on the tensor cores.
 // Same contract as attention_direct otherwise. Returns false (queuing nothing) for any
 // other configuration.
 bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
@@ -91,12 +92,14 @@ bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const 
 // weight) (no rotation when angles is undefined), rounded as rms_norm and rope round:
 // f32 statistics, the normed value rounded to the storage type, then rotated in f32 by
 // angles[l, i] (f32 contiguous [L, D/2], sincosf) and rounded again. Weights [D]
-// contiguous. A thread per 16-byte pack of a token's q and k (qk_norm_rope.cu). Returns
-// false (queuing nothing) when the layout does not allow 16-byte access (D or a stride
-// of qkv not a multiple of 16 bytes, a base not 16-byte aligned), when a token's q and k
-// exceed 1024 packs (2 * H * D * sizeof(T) > 16 KiB), or when the block's shared memory
-// would pass 48 KiB (with RoPE: (H + 4) * D > 6144 in bf16/f16, (H + 2) * D > 3072 in
-// f32); the caller then composes rms_norm and rope.
+// contiguous. A thread per 16-byte pack of a token's q and k (qk_norm_rope.cu); a token
+// whose q and k exceed 1024 packs (2 * H * D * sizeof(T) > 16 KiB, e.g. STDiT3's temporal
+// q/k viewed as [B, F, P * heads, D]) is taken as H / G tokens of G heads each, G the
+// largest divisor of H that fits a block. Returns false (queuing nothing) when the layout
+// does not allow 16-byte access (D or a stride of qkv not a multiple of 16 bytes, a base
+// not 16-byte aligned), when one head's q and k exceed 1024 packs, or when the block's
+// shared memory would pass 48 KiB (with RoPE: (G + 4) * D > 6144 in bf16/f16, (G + 2) * D
+// > 3072 in f32); the caller then composes rms_norm and rope.
 bool qk_norm_rope(CudaBackend& be, const Tensor& qkv, const Tensor& q_weight,
                   const Tensor& k_weight, float eps, const Tensor& angles);
 

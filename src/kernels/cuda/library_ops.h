@@ -20,6 +20,11 @@ void linear(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w
 // folded into a per-sample copy of w.
 void linear_residual(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
                      const Tensor& bias, const Tensor& residual, const Tensor& gate);
+// out [G, M, N] contiguous, out[g] = x [M, K] (row stride ldx, unit column stride) @
+// w[g N : (g + 1) N]^T + bias[g N : (g + 1) N]; w [G N, K] contiguous, bias [G N] contiguous
+// or undefined. One cuBLASLt GEMM batched over the G weight blocks (x shared, stride 0).
+void linear_stacked(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
+                    const Tensor& bias);
 // out [batch, M, N] = a [batch, M, K] @ b [batch, K, N] with batch stride 0 allowed for b;
 // each operand's matrix dims have one unit stride.
 void matmul(CudaBackend& be, const Tensor& out, const Tensor& a, const Tensor& b);

@@ -20,6 +20,11 @@
 // per (token, pair); it measured ~1.3-1.4 ms per call on an H100 (~0.75 TB/s). This one
 // measured 0.37 ms per call there (~2.7 TB/s; 10.2 ms per 28 spatial-block calls at 720p x
 // 51 frames, bench/results/step-h100.json).
+//
+// STDiT3's temporal blocks view their q, k and v (each a [B, F, P, C] block of one batched
+// projection) as [B, F, P * heads, D]: tens of thousands of heads per frame position. Such
+// a position is cut into groups of heads small enough for a block, each group a kernel
+// token of its own that still rotates by its frame index l.
 
 #include <cstdint>
 #include <cstring>
@@ -88,18 +93,24 @@ template <typename T> __device__ __forceinline__ uint4 pack(const float (&f)[kPa
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// A kernel "token" is (n, l, i): position l of sequence n (the RoPE index) and group i of
+// its H / G heads (G = 1 unless a position's heads are too many for one block: STDiT3's
+// temporal q/k viewed as [B, F, P * heads, D] hold P * heads of them).
 struct QkLayout {
-  std::int64_t tokens;     // N * L
+  std::int64_t tokens;     // N * L * G
   int len;                 // L
-  bool merged;             // s0 == L * s1: a token's offset is token * s1 (no division)
-  int heads;               // H
+  int groups;              // G
+  bool merged;             // (n, l, i) merge into one stride: a token's offset is token * st
+  std::int64_t st;         // that stride
+  int heads;               // H / G: heads of a token
   int head_packs;          // D / P
-  int token_packs;         // 2 * H * D / P: threads per token
+  int token_packs;         // 2 * (H / G) * D / P: threads per token
   int block_tokens;        // tokens side by side in a block
   int half;                // D / 2: rotation pairs per head (0 without RoPE)
   int buffer_floats;       // one of the two shared-memory buffers
   float eps;
   std::int64_t s0, s1, s2, s3;
+  std::int64_t sg;         // stride of the head group i (H / G heads of stride s3)
 };
 
 // I indexes tokens and elements: uint32_t when both fit in 31 bits (cheaper division,
@@ -146,11 +157,13 @@ __global__ void __launch_bounds__(kMaxThreads, kMaxThreads <= kCommonBlockThread
     for (int r = 0; r < R; ++r) {
       const I token = base + static_cast<I>(r * lay.block_tokens + slot);
       if (lay.merged) {
-        off[r] = token * static_cast<I>(lay.s1) + in_token;
+        off[r] = token * static_cast<I>(lay.st) + in_token;
       } else {
-        const I n = token / len;
-        off[r] = n * static_cast<I>(lay.s0) + (token - n * len) * static_cast<I>(lay.s1) +
-                 in_token;
+        const I groups = static_cast<I>(lay.groups);
+        const I nl = token / groups;
+        const I n = nl / len;
+        off[r] = n * static_cast<I>(lay.s0) + (nl - n * len) * static_cast<I>(lay.s1) +
+                 (token - nl * groups) * static_cast<I>(lay.sg) + in_token;
       }
       x[r] = token < tokens ? *reinterpret_cast<const uint4*>(qkv + off[r])
                             : make_uint4(0, 0, 0, 0);
@@ -161,7 +174,7 @@ __global__ void __launch_bounds__(kMaxThreads, kMaxThreads <= kCommonBlockThread
         const int t = i / lay.half, pair = i - t * lay.half;
         const I token = base + static_cast<I>(t);
         if (token < tokens) {
-          const I l = token % len;
+          const I l = (lay.groups == 1 ? token : token / static_cast<I>(lay.groups)) % len;
           sincosf(angles[static_cast<std::int64_t>(l) * lay.half + pair], &sin_t[i], &cos_t[i]);
         }
       }
@@ -225,15 +238,31 @@ bool qk_norm_rope(CudaBackend& be, const Tensor& qkv, const Tensor& q_weight,
          (!rope || (d % 2 == 0 && angles.is_contiguous()));
     if (!ok || qkv.numel() == 0) return;
     QkLayout lay{};
-    lay.tokens = qkv.size(0) * qkv.size(1);
-    lay.len = static_cast<int>(qkv.size(1));
-    lay.merged = qkv.size(0) == 1 || qkv.stride(0) == qkv.size(1) * qkv.stride(1);
-    lay.heads = static_cast<int>(qkv.size(3));
-    lay.head_packs = static_cast<int>(d / P);
-    const std::int64_t token_packs = 2 * qkv.size(3) * lay.head_packs;
-    // A thread per pack of a token: wider tokens (2 * H * D / P > 1024) take the composed path.
-    ok = token_packs <= kMaxBlockThreads && qkv.size(1) <= INT32_MAX;
+    const std::int64_t heads = qkv.size(3);
+    const std::int64_t head_packs = d / P;
+    // A thread per pack of a token. A position whose q and k span more packs than a block
+    // holds (2 * H * D / P > 1024) is cut into groups of heads, the largest group that
+    // fits the 56-register instance (else any block): H / G heads per token.
+    std::int64_t group_heads = 2 * heads * head_packs <= kMaxBlockThreads ? heads : 0;
+    for (const int limit : {kCommonBlockThreads, kMaxBlockThreads}) {
+      for (std::int64_t g = std::min(heads, limit / (2 * head_packs)); g >= 1 && group_heads == 0;
+           --g) {
+        if (heads % g == 0) group_heads = g;
+      }
+    }
+    ok = group_heads != 0 && qkv.size(1) <= INT32_MAX && heads / group_heads <= INT32_MAX;
     if (!ok) return;
+    lay.groups = static_cast<int>(heads / group_heads);
+    lay.tokens = qkv.size(0) * qkv.size(1) * lay.groups;
+    lay.len = static_cast<int>(qkv.size(1));
+    lay.heads = static_cast<int>(group_heads);
+    lay.head_packs = static_cast<int>(head_packs);
+    lay.sg = group_heads * qkv.stride(3);
+    // One stride for (n, l, i) when sequences, positions and groups follow each other.
+    lay.st = lay.groups > 1 ? lay.sg : qkv.stride(1);
+    lay.merged = (qkv.size(0) == 1 || qkv.stride(0) == qkv.size(1) * qkv.stride(1)) &&
+                 (lay.groups == 1 || qkv.stride(1) == lay.groups * lay.sg);
+    const std::int64_t token_packs = 2 * group_heads * head_packs;
     lay.token_packs = static_cast<int>(token_packs);
     lay.block_tokens = std::max(1, kMinBlockPacks / lay.token_packs);
     lay.half = rope ? static_cast<int>(d / 2) : 0;
