@@ -1,8 +1,21 @@
 #include "models/interfaces.h"
 
+#include <string>
+
 #include "tensor/error.h"
 
 namespace ditserve {
+
+void check_caption_lengths(std::string_view who, const Tensor& lengths, std::int64_t tokens) {
+  DITSERVE_CHECK(lengths.defined() && lengths.device().is_cpu() && lengths.dtype() == DType::i32 &&
+                     lengths.dim() == 1,
+                 who, ": caption_lengths must be i32 [B] on a CPU device to be checked, got ",
+                 lengths.defined() ? lengths.describe() : std::string("undefined"));
+  for (const float n : lengths.to_vector_f32()) {
+    DITSERVE_CHECK(n >= 1 && n <= static_cast<float>(tokens), who, ": caption_lengths holds ", n,
+                   "; allowed 1..", tokens, " (the captions' token count)");
+  }
+}
 
 Tensor VideoDecoder::decode_patch_parallel(SpatialShardContext&, const Tensor&, std::int64_t) {
   throw InvalidArgument("decode: this model's VAE has no patch-parallel decode; it decodes on one device");

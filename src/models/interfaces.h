@@ -4,6 +4,7 @@
 // weights on one Backend and runs there; it is not thread-safe.
 
 #include <cstdint>
+#include <string_view>
 
 #include "kernels/backend.h"
 
@@ -27,11 +28,19 @@ struct DenoiseInputs {
   Tensor latents;          // f32 [B, C, T, H, W]
   Tensor timesteps;        // f32 [B], in [0, 1000]
   Tensor captions;         // [B, L, caption_channels] from the TextEncoder
-  Tensor caption_lengths;  // i32 [B], >= 1
+  // i32 [B], each in [1, L]. A model checks the values only where the tensor lives on a
+  // CPU device: reading a GPU's would wait for the GPU at every step. Whoever fills a GPU
+  // tensor from host values checks them there (check_caption_lengths).
+  Tensor caption_lengths;
   float fps = 24.0f;       // conditioning (STDiT3's size/fps embedders)
   std::int64_t height = 0;  // pixel size of the video being generated
   std::int64_t width = 0;
 };
+
+// Throws InvalidArgument naming `caption_lengths` (after `who`, e.g. "STDiT3") unless each
+// value of lengths (i32 [B] on a CPU device) lies in [1, tokens], tokens being the
+// captions' L.
+void check_caption_lengths(std::string_view who, const Tensor& lengths, std::int64_t tokens);
 
 // The diffusion transformer: predicts the flow (velocity) for the latents.
 class DiffusionTransformer {

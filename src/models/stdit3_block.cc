@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "kernels/attention.h"
-#include "kernels/copy.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
@@ -84,17 +83,36 @@ STDiT3Block::STDiT3Block(const STDiT3Config& config, const WeightLoader& w, bool
   fc2_b_ = w.load("mlp.fc2.bias", {c});
 }
 
-Tensor STDiT3Block::self_attention(Backend& be, const Tensor& x, const Tensor& rope_angles) const {
-  const std::int64_t n = x.size(0), len = x.size(1), c = x.size(2);
-  // Open-Sora views qkv as (B, N, 3, heads, head_dim).
-  const Tensor qkv = linear(be, x, qkv_w_, qkv_b_).view({n, len, 3, heads_, head_dim_});
+Tensor STDiT3Block::self_attention(Backend& be, const Tensor& h,
+                                   const Tensor& rope_angles) const {
+  const std::int64_t b = h.size(0), f = h.size(1), p = h.size(2), c = h.size(3);
+  if (!temporal_) {
+    // Open-Sora views qkv as (B, N, 3, heads, head_dim): one sequence per frame.
+    const Tensor qkv = linear(be, h.view({b * f, p, c}), qkv_w_, qkv_b_)
+                           .view({b * f, p, 3, heads_, head_dim_});
+    DITSERVE_MARK(be, "qkv");
+    return attend(be, qkv, rope_angles).view({b, f, p, c});
+  }
+  // Open-Sora attends over the frames of each (sample, position), which it gathers with a
+  // permute to (B, P, F, C). Here q, k and v come out as three [B, F, P, C] blocks in h's
+  // own row order; block j viewed as [B, F, P * heads, head_dim] (P's stride C is heads *
+  // head_dim) holds the same head vectors, position p's head i as head p * heads + i, so
+  // attention over F for each of the P * heads heads is Open-Sora's temporal attention
+  // and its output rows are h's rows: no permuted copy either way.
+  const Tensor qkv = linear_stacked(be, h, qkv_w_, qkv_b_, 3)
+                         .view({3, b, f, p * heads_, head_dim_})
+                         .permute({1, 2, 0, 3, 4});
   DITSERVE_MARK(be, "qkv");
+  return attend(be, qkv, rope_angles).view({b, f, p, c});
+}
+
+Tensor STDiT3Block::attend(Backend& be, const Tensor& qkv, const Tensor& rope_angles) const {
   Tensor q = qkv.select(2, 0);
   Tensor k = qkv.select(2, 1);
   const Tensor v = qkv.select(2, 2);
   if (qk_norm_) {
     // RoPE after the q/k norm, as Open-Sora (qk_norm_legacy=False); possibly in place
-    // on qkv, which only this call holds.
+    // on qkv, which the caller owns.
     NormedQK qk = qk_norm_rope(be, qkv, q_norm_, k_norm_, kNormEps, rope_angles);
     q = std::move(qk.q);
     k = std::move(qk.k);
@@ -103,7 +121,7 @@ Tensor STDiT3Block::self_attention(Backend& be, const Tensor& x, const Tensor& r
     k = apply_rope(be, k, rope_angles);
   }
   DITSERVE_MARK(be, "qk_norm_rope");
-  Tensor o = attention(be, q, k, v).view({n, len, c});
+  Tensor o = attention(be, q, k, v);
   DITSERVE_MARK(be, "self_attention");
   return o;
 }
@@ -128,30 +146,18 @@ Tensor STDiT3Block::cross_attention(Backend& be, const Tensor& x, const STDiT3St
 }
 
 Tensor STDiT3Block::forward(Backend& be, const Tensor& tokens, const STDiT3Step& step) const {
-  const std::int64_t b = tokens.size(0), f = tokens.size(1), p = tokens.size(2);
-  const std::int64_t c = tokens.size(3);
+  const std::int64_t b = tokens.size(0), c = tokens.size(3);
   // shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp.
   const Tensor mod = add(be, scale_shift_table_.unsqueeze(0), step.t_mlp.view({b, 6, c}));
   DITSERVE_MARK(be, "modulation");
 
   const Tensor h = modulate_layer_norm(be, tokens, modulation(mod, 0), modulation(mod, 1), kNormEps);
   DITSERVE_MARK(be, "norm1");
-  Tensor x;
-  if (temporal_) {
-    const Tensor seq = contiguous(be, h.permute({0, 2, 1, 3})).view({b * p, f, c});
-    DITSERVE_MARK(be, "permute");
-    // The projection's rows are (b, p, f) but the residual's are (b, f, p): no single GEMM
-    // epilogue covers the transpose, so the gate and residual stay a separate pass.
-    const Tensor o = self_attention(be, seq, step.rope_angles);
-    const Tensor attn = linear(be, o, proj_w_, proj_b_).view({b, p, f, c}).permute({0, 2, 1, 3});
-    DITSERVE_MARK(be, "proj");
-    x = gated_residual(be, tokens, modulation(mod, 2), attn);
-    DITSERVE_MARK(be, "gate_residual");
-  } else {
-    const Tensor o = self_attention(be, h.view({b * f, p, c}), Tensor()).view({b, f, p, c});
-    x = linear_residual(be, o, proj_w_, proj_b_, tokens, mod.select(1, 2));
-    DITSERVE_MARK(be, "proj_gate_residual");
-  }
+  const Tensor o = self_attention(be, h, temporal_ ? step.rope_angles : Tensor());
+  // In both kinds of block o's rows are the tokens' rows: the gated residual rides in the
+  // projection's epilogue.
+  Tensor x = linear_residual(be, o, proj_w_, proj_b_, tokens, mod.select(1, 2));
+  DITSERVE_MARK(be, "proj_gate_residual");
   x = cross_attention(be, x, step);  // x + its cross-attention: no norm, no gate
 
   Tensor m = modulate_layer_norm(be, x, modulation(mod, 3), modulation(mod, 4), kNormEps);

@@ -28,10 +28,15 @@ class STDiT3Block {
   Tensor forward(Backend& be, const Tensor& tokens, const STDiT3Step& step) const;
 
  private:
-  // x [N, L, C] -> the attention output [N, L, C] before attn.proj (forward() fuses the
-  // projection with the gated residual where the rows allow); rope_angles f32
-  // [L, head_dim / 2] or undefined (no RoPE).
-  Tensor self_attention(Backend& be, const Tensor& x, const Tensor& rope_angles) const;
+  // h [B, F, P, C] (the modulated norm1 output, contiguous) -> the attention output
+  // [B, F, P, C] before attn.proj, in h's row order: over the P tokens of each frame
+  // (spatial) or the F frames of each position (temporal, rotated by rope_angles f32
+  // [F, head_dim / 2]; undefined: no RoPE).
+  Tensor self_attention(Backend& be, const Tensor& h, const Tensor& rope_angles) const;
+  // qkv [N, L, 3, H, D] (q, k, v along dim 2; any strides with unit stride on D, owned by
+  // the caller, which may find q and k overwritten) -> attention over L, [N, L, H, D]
+  // contiguous, after the q/k RMSNorm and RoPE (rope_angles [L, D / 2] or undefined).
+  Tensor attend(Backend& be, const Tensor& qkv, const Tensor& rope_angles) const;
   // x [B, F, P, C] -> x + cross_attn(x) (the residual add fused into cross_attn.proj).
   Tensor cross_attention(Backend& be, const Tensor& x, const STDiT3Step& step) const;
 

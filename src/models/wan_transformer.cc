@@ -230,13 +230,8 @@ WanStep WanTransformer::prepare(const DenoiseInputs& in) {
                      lens.dtype() == DType::i32 && lens.device() == be_.device(),
                  "WanTransformer: caption_lengths must be i32 [", b, "] on ", be_.device().str(),
                  ", got ", describe_or_undefined(lens));
-  const std::vector<float> lengths = transfer(be_, lens, *host_).to_vector_f32();
-  for (const float n : lengths) {
-    DITSERVE_CHECK(n >= 1 && n <= static_cast<float>(len),
-                   "WanTransformer: caption_lengths "
-                   "holds ",
-                   n, "; allowed 1..", len, " (the captions' token count)");
-  }
+  // The values only where they are host memory (DenoiseInputs): no wait for a GPU per step.
+  if (lens.device().is_cpu()) check_caption_lengths("WanTransformer", lens, len);
   const auto to_model = [&](const Tensor& t) {
     return t.dtype() == dtype_ ? t : cast(be_, t, dtype_);
   };
@@ -249,21 +244,24 @@ WanStep WanTransformer::prepare(const DenoiseInputs& in) {
   step.modulation = e.time_proj(be_, silu(be_, step.time)).view({b, 6, c.dim});
 
   // Captions: rows past each length zeroed, then zero rows up to text_len (Wan's pipelines
-  // trim the encoder output to the prompt's tokens and pad with zeros).
-  Tensor keep = Tensor::empty_host({b, c.text_len, 1}, DType::f32);
-  for (std::int64_t i = 0; i < b; ++i) {
-    for (std::int64_t t = 0; t < c.text_len; ++t) {
-      keep.data<float>()[i * c.text_len + t] =
-          t < lengths[static_cast<std::size_t>(i)] ? 1.0f : 0.0f;
+  // trim the encoder output to the prompt's tokens and pad with zeros). The mask is row
+  // lengths[b] of a table whose row n holds n ones, gathered where the lengths live.
+  if (!caption_mask_table_.defined()) {
+    Tensor table = Tensor::empty_host({c.text_len + 1, c.text_len}, DType::f32);
+    for (std::int64_t n = 0; n <= c.text_len; ++n) {
+      for (std::int64_t t = 0; t < c.text_len; ++t)
+        table.data<float>()[n * c.text_len + t] = t < n ? 1.0f : 0.0f;
     }
+    caption_mask_table_ = to_model(transfer(*host_, table, be_));
   }
+  const Tensor keep = embedding(be_, caption_mask_table_, lens).view({b, c.text_len, 1});
   Tensor padded = be_.empty({b, c.text_len, c.text_dim}, dtype_);
   if (len < c.text_len) {
     const Tensor zero = to_model(transfer(*host_, Tensor::from_vector({0.0f}, {1}), be_));
     copy_into(be_, padded, zero.expand(padded.shape()));
   }
   copy_into(be_, padded.narrow(1, 0, len), to_model(y));
-  padded = mul(be_, padded, to_model(transfer(*host_, keep, be_)));
+  padded = mul(be_, padded, keep);
   step.context = e.text2(be_, e.text1(be_, padded, Activation::gelu_tanh));
 
   if (!rope_angles_.defined() || rope_grid_ != step.grid) {

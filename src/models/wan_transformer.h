@@ -132,6 +132,7 @@ class WanTransformer final : public DiffusionTransformer {
   std::vector<WanBlock> blocks_;
   Tensor rope_angles_;  // for rope_grid_ (reused across the steps of a request)
   std::array<std::int64_t, 3> rope_grid_{};
+  Tensor caption_mask_table_;  // [text_len + 1, text_len]: row n is n ones (built once)
 };
 
 }  // namespace ditserve

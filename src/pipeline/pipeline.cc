@@ -6,6 +6,7 @@
 
 #include "kernels/copy.h"
 #include "kernels/resample.h"
+#include "models/interfaces.h"
 #include "tensor/error.h"
 
 namespace ditserve {
@@ -127,12 +128,16 @@ Captions Pipeline::encode(std::string_view prompt, std::string_view negative_pro
     };
     const auto l_cond = static_cast<std::int32_t>(cond.size(1));
     const auto l_neg = static_cast<std::int32_t>(negative.size(1));
-    return {concat(be_, {padded(cond), padded(negative)}, 0),
-            upload(be_, i32_host({l_cond, l_neg}, {2}))};
+    const Tensor lengths = i32_host({l_cond, l_neg}, {2});
+    // Checked here, on the host: the DiT does not read a GPU copy back to check it.
+    check_caption_lengths("encode", lengths, l);
+    return {concat(be_, {padded(cond), padded(negative)}, 0), upload(be_, lengths)};
   }
   const Tensor null = model_.null_caption.narrow(1, 0, length);
   const auto l32 = static_cast<std::int32_t>(length);
-  return {concat(be_, {cond, null}, 0), upload(be_, i32_host({l32, l32}, {2}))};
+  const Tensor lengths = i32_host({l32, l32}, {2});
+  check_caption_lengths("encode", lengths, length);  // on the host, as above
+  return {concat(be_, {cond, null}, 0), upload(be_, lengths)};
 }
 
 GenerationState Pipeline::start(const GenerateRequest& r, Captions captions) {

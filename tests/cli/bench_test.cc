@@ -46,6 +46,11 @@ TEST(BenchStepCli, WritesTimingsFlopsAndTheRowDump) {
   EXPECT_NEAR(row["peak_fraction"].get<double>(), tflops, tflops * 1e-9);  // peak 1 TFLOP/s
   EXPECT_TRUE(row["breakdown_ms"].contains("temporal.self_attention"));
   EXPECT_TRUE(row["breakdown_ms"].contains("spatial.fc1_gelu"));
+  // Both kinds of block fold the gated residual into attn.proj; temporal ones permute nothing.
+  EXPECT_TRUE(row["breakdown_ms"].contains("temporal.proj_gate_residual"));
+  EXPECT_TRUE(row["breakdown_ms"].contains("spatial.proj_gate_residual"));
+  for (const char* gone : {"temporal.permute", "temporal.proj", "temporal.gate_residual"})
+    EXPECT_FALSE(row["breakdown_ms"].contains(gone)) << gone;
   const SafetensorsFile dump(dir / "rows" / "2x4x6.safetensors");
   EXPECT_EQ(dump.info("output").shape, (Shape{2, 8, 2, 4, 6}));
   EXPECT_EQ(dump.info("captions").shape, (Shape{2, 32, 64}));

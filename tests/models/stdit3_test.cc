@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +24,7 @@
 namespace ditserve {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using Vec = std::vector<double>;
 
@@ -609,6 +611,24 @@ TEST_F(STDiT3Test, BadInputsNameTheField) {
   in = inputs();
   in.fps = 0;
   expect_error(in, "fps");
+}
+
+// What producers of GPU caption_lengths call on their host values (models check the values
+// of CPU tensors only).
+TEST(CaptionLengthsCheck, NamesTheFieldAndTheAllowedRange) {
+  const auto i32 = [](std::vector<std::int32_t> v) {
+    Tensor t = Tensor::empty_host({static_cast<std::int64_t>(v.size())}, DType::i32);
+    std::copy(v.begin(), v.end(), t.data<std::int32_t>());
+    return t;
+  };
+  EXPECT_NO_THROW(check_caption_lengths("encode", i32({1, 6}), 6));
+  EXPECT_THAT([&] { check_caption_lengths("encode", i32({6, 7}), 6); },
+              ::testing::ThrowsMessage<InvalidArgument>(
+                  AllOf(HasSubstr("encode: caption_lengths holds 7"), HasSubstr("allowed 1..6"))));
+  EXPECT_THAT([&] { check_caption_lengths("encode", i32({0}), 6); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("caption_lengths holds 0")));
+  EXPECT_THAT([&] { check_caption_lengths("encode", Tensor::from_vector({3.0f}, {1}), 6); },
+              ::testing::ThrowsMessage<InvalidArgument>(HasSubstr("caption_lengths must be i32")));
 }
 
 // Against bench/reference/stdit3_reference.py (plain PyTorch): replays the --output file
