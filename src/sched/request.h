@@ -53,6 +53,9 @@ struct RequestState {
   double first_step = -1;
   double finish = -1;
   double service_s = 0;  // time spent in actions (encode, steps, moves, decode)
+  // When the action in flight (kEncoding, kStepping, kDecoding) should end by the profile:
+  // its start + Action::expected_s. What a policy that looks ahead reads (sched/lookahead.h).
+  double expected_end = -1;
   std::string reject_reason;
 
   int steps_left() const { return spec.steps - steps_done; }

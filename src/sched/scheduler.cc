@@ -281,6 +281,7 @@ void Scheduler::apply(const Action& in, std::vector<Action>& out) {
     r.phase = Phase::kDecoding;
   }
   r.service_s += a.expected_s;
+  r.expected_end = state_.now + a.expected_s;
   r.group = group;
   for (int d : group) state_.owner[d] = in.request;
   state_.running.insert(in.request);
@@ -304,6 +305,7 @@ std::vector<Action> Scheduler::schedule() {
     a.devices = {static_cast<int>(e)};
     a.expected_s = profile_.shape(r.spec.shape).encode_s;
     r.service_s += a.expected_s;
+    r.expected_end = state_.now + a.expected_s;
     out.push_back(std::move(a));
   }
   reject_unservable(out);

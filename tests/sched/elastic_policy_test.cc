@@ -1,7 +1,8 @@
 // elastic's rules on hand-made scenarios (docs/SCHEDULING.md): work-conserving growth past
 // B only while nothing waits, largest projected latency first among requests that can wait
 // (an old request is not starved), urgent requests first (counting another request's long
-// step in the urgency of a short one), and no shrinking of a running request without need.
+// step in the urgency of a short one), no shrinking of a running request without need, and
+// rollout selection between its own order and DDiT's (sched/lookahead.h) by the forecast.
 
 #include <gtest/gtest.h>
 
@@ -64,9 +65,11 @@ TEST(ElasticPolicy, AGrownRequestShrinksBackWhenWorkArrives) {
 TEST(ElasticPolicy, AnOldLargeRequestIsNotStarvedByNewerSmallOnes) {
   StateBuilder b(profile(), 2);
   // Every request can wait (slack well above 40% of its deadline span); least-slack-first
-  // would serve the two small ones and leave the large one waiting.
+  // would serve the two small ones and leave the large one waiting. (DDiT's rule would give
+  // the large one both devices for 5.6 s, and s1 would miss its deadline at 9 s: the
+  // rollout keeps elastic's order.)
   const int large = b.add(kLarge, 10, 0, 100.0, Phase::kReady);
-  const int s1 = b.add(kSmall, 10, 1, 11.0, Phase::kReady);
+  const int s1 = b.add(kSmall, 10, 1, 8.5, Phase::kReady);
   const int s2 = b.add(kSmall, 10, 2, 12.0, Phase::kReady);
   b.at(3.0);
   const Decision d = decide(b);
@@ -76,16 +79,23 @@ TEST(ElasticPolicy, AnOldLargeRequestIsNotStarvedByNewerSmallOnes) {
 }
 
 TEST(ElasticPolicy, AmongRequestsThatCanWaitTheLargestProjectedLatencyGoesFirst) {
-  // Both far from urgent. The small one is older, but would finish 0.6 s after it starts;
-  // the large one, 1 s younger, needs 10.4 s (B = 1 on one device: 10 x 1 s + 0.4 s
-  // decode): it would be the tail, so it goes first (oldest-first would serve the small one).
-  StateBuilder b(profile(), 1);
+  // None is urgent. The small one is older, but would finish 0.6 s after it starts; the
+  // large one, 1 s younger, needs 10.4 s (B = 1 on one device: 10 x 1 s + 0.4 s decode): it
+  // would be the tail, so it goes first (oldest-first would serve the small one). The third
+  // (0.6 s of work, 4.9 s of slack, 6 s span) can wait too, but not behind both others:
+  // DDiT's first-come-first-served rule would make it miss, so the rollout keeps elastic's.
+  // (Device 1 runs a younger large request until 3 s.)
+  StateBuilder b(profile(), 2);
   const int small = b.add(kSmall, 10, 0, 100.0, Phase::kReady);
   const int large = b.add(kLarge, 10, 1, 200.0, Phase::kReady);
+  const int third = b.add(kSmall, 10, 1.5, 7.5, Phase::kReady);
+  const int other = b.add(kLarge, 10, 1.8, 1000.0, Phase::kStepping, 1, {1}, {1});
+  b.mutable_state().requests[other].expected_end = 3.0;
   b.at(2.0);
   Decision d = decide(b);
   EXPECT_EQ(devices_of(d, large), 1);
   EXPECT_EQ(devices_of(d, small), 0);
+  EXPECT_EQ(devices_of(d, third), 0);
 
   // Not largest-shape-first: a small request that has waited longer than the large one
   // still needs (12.5 + 0.6 s against 0.5 + 10.4 s) goes first.
@@ -157,6 +167,98 @@ TEST(ElasticPolicy, ARunningRequestThatIsNotUrgentKeepsItsDop) {
   d = decide(b2);
   EXPECT_EQ(devices_of(d, tail), 2);
   EXPECT_EQ(devices_of(d, running2), 2);
+}
+
+TEST(ElasticPolicy, TheRolloutDealsByDditsRuleWhereItsForecastIsBetter) {
+  // Elastic's order serves the large request first (projected 11.4 s against 2.6 s); DDiT's
+  // serves the older small one. Run forward step by step, both end with a largest latency
+  // of 12.0 s (under elastic's order the small one overtakes once it has waited 10.8 s),
+  // no deadline is missed, and first come first served has the smaller mean (7.3 s against
+  // 11.8 s): DDiT's rule deals now.
+  StateBuilder b(profile(), 1);
+  const int small = b.add(kSmall, 10, 0, 100.0, Phase::kReady);
+  const int large = b.add(kLarge, 10, 1, 200.0, Phase::kReady);
+  b.at(2.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, small), 1);
+  EXPECT_EQ(devices_of(d, large), 0);
+}
+
+TEST(ElasticPolicy, NoRolloutOnceAStepLongerThanTwiceTheShortestSpanWasSeen) {
+  // The scenario above on device 0, while device 1 runs the last step of a request with a
+  // 10 s deadline span (done at 11.7 s) and device 2 another request's last step until
+  // 12 s. When that request's shape has 1 s steps on one device, the rollout chooses as
+  // above (no miss; largest latency 12.0 s under DDiT's order, 13.0 s under elastic's).
+  // When its one-device step takes 100 s, such a step (arriving at any time) could hold a
+  // device longer than twice the 10 s span, which a forecast without arrivals cannot see
+  // coming: elastic's order deals, and keeps dealing once such a request has been seen.
+  Profile p = profile();
+  p.shapes.push_back(testing::make_shape("huge", {{1, 100000}, {2, 10100}}, 400));
+  const int kHuge = 3;
+  auto decide_next_to = [&](Policy& policy, int running_shape, int& small, int& large) {
+    StateBuilder b(p, 3);
+    small = b.add(kSmall, 10, 0, 1000.0, Phase::kReady);
+    large = b.add(kLarge, 10, 1, 1000.0, Phase::kReady);
+    const int short_span = b.add(kLarge, 10, 1.9, 11.9, Phase::kStepping, 10, {1}, {1});
+    const int running = b.add(running_shape, 10, 1.9, 10000.0, Phase::kStepping, 10, {2}, {2});
+    b.mutable_state().requests[short_span].expected_end = 11.3;
+    b.mutable_state().requests[running].expected_end = 12.0;
+    b.at(2.0);
+    return policy.decide(b.state());
+  };
+  int small = -1, large = -1;
+  Decision d = decide_next_to(*make_policy("elastic", {}), kLarge, small, large);
+  EXPECT_EQ(devices_of(d, small), 1);
+  EXPECT_EQ(devices_of(d, large), 0);
+  const auto seen_huge = make_policy("elastic", {});
+  d = decide_next_to(*seen_huge, kHuge, small, large);
+  EXPECT_EQ(devices_of(d, large), 1);
+  EXPECT_EQ(devices_of(d, small), 0);
+  d = decide_next_to(*seen_huge, kLarge, small, large);  // the same scenario as the first
+  EXPECT_EQ(devices_of(d, large), 1);
+  EXPECT_EQ(devices_of(d, small), 0);
+}
+
+TEST(ElasticPolicy, NoRolloutWhereElasticsOwnOrderForecastsAMiss) {
+  // The scenario of TheRolloutDealsByDditsRuleWhereItsForecastIsBetter plus a request that
+  // can no longer meet its deadline (0.6 s of work, 0.5 s left): it goes first on one of
+  // two devices under both orders, and misses in both forecasts. With a miss forecast the
+  // rollout does not choose (DDiT's order would win on the tail alone, which in overload
+  // costs SLO attainment): elastic's order gives the other device to the large request.
+  StateBuilder b(profile(), 2);
+  const int small = b.add(kSmall, 10, 0, 100.0, Phase::kReady);
+  const int late = b.add(kSmall, 10, 0.5, 2.5, Phase::kReady);
+  const int large = b.add(kLarge, 10, 1, 200.0, Phase::kReady);
+  b.at(2.0);
+  const Decision d = decide(b);
+  EXPECT_EQ(devices_of(d, late), 1);
+  EXPECT_EQ(devices_of(d, large), 1);
+  EXPECT_EQ(devices_of(d, small), 0);
+}
+
+TEST(ElasticPolicy, NoRolloutAboveSixtyFourRequestsInTheForecast) {
+  // The scenario of TheRolloutDealsByDditsRuleWhereItsForecastIsBetter on device 0, while
+  // every other device runs a large request's last step until 12 s (latency 10.5 s each).
+  // With 62 of them the forecast holds 64 requests and the rollout chooses as there; with
+  // 63 it would hold 65, and a rollout costs O(J^2 log J): elastic's order deals.
+  auto decide_with_running = [](int running, int& small, int& large) {
+    StateBuilder b(profile(), 1 + running);
+    small = b.add(kSmall, 10, 0, 100.0, Phase::kReady);
+    large = b.add(kLarge, 10, 1, 200.0, Phase::kReady);
+    for (int d = 1; d <= running; ++d) {
+      const int r = b.add(kLarge, 10, 1.9, 10000.0, Phase::kStepping, 10, {d}, {d});
+      b.mutable_state().requests[r].expected_end = 12.0;
+    }
+    b.at(2.0);
+    return make_policy("elastic", {})->decide(b.state());
+  };
+  int small = -1, large = -1;
+  Decision d = decide_with_running(62, small, large);
+  EXPECT_EQ(devices_of(d, small), 1);
+  EXPECT_EQ(devices_of(d, large), 0);
+  d = decide_with_running(63, small, large);
+  EXPECT_EQ(devices_of(d, large), 1);
+  EXPECT_EQ(devices_of(d, small), 0);
 }
 
 }  // namespace

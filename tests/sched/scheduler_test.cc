@@ -26,6 +26,26 @@ Event done(EventKind kind, double t, int request) {
   return e;
 }
 
+TEST(Scheduler, RecordsWhenEachActionInFlightShouldEnd) {
+  // What a policy that looks ahead reads (sched/lookahead.h): start + Action::expected_s.
+  Scheduler s(testing::small_large_profile(), {4, 1}, make_policy("ddit", {}));
+  const int r = s.on_event(arrival(1.0, 1, 2));
+  s.schedule();
+  EXPECT_DOUBLE_EQ(s.state().requests[r].expected_end, 1.0 + 0.010);  // the encode
+  s.on_event(done(EventKind::kEncodeDone, 1.01, r));
+  auto acts = s.schedule();
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.state().requests[r].expected_end, 1.01 + acts[0].expected_s);  // a step on 4: 0.27 s
+  EXPECT_DOUBLE_EQ(acts[0].expected_s, 0.27);
+  s.on_event(done(EventKind::kStepsDone, 1.28, r));
+  s.schedule();
+  s.on_event(done(EventKind::kStepsDone, 1.55, r));
+  acts = s.schedule();
+  ASSERT_EQ(acts.size(), 1u);
+  ASSERT_EQ(acts[0].kind, ActionKind::kDecode);
+  EXPECT_DOUBLE_EQ(s.state().requests[r].expected_end, 1.55 + 0.4);
+}
+
 TEST(Scheduler, DrivesOneRequestThroughEncodeStepsAndDecode) {
   Scheduler s(testing::small_large_profile(), {4, 1}, make_policy("ddit", {}));
   const int r = s.on_event(arrival(0, 1, 2));
