@@ -43,6 +43,12 @@ std::vector<JobEvent> EventHub::wait(const std::string& id, std::size_t from,
   return out;
 }
 
+void EventHub::forget(const std::string& id) {
+  const std::lock_guard lock(mutex_);
+  logs_.erase(id);
+  std::erase(finished_, id);
+}
+
 void EventHub::close() {
   {
     const std::lock_guard lock(mutex_);

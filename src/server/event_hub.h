@@ -39,6 +39,8 @@ class EventHub {
   // are none yet; empty on timeout or once the hub is closed.
   std::vector<JobEvent> wait(const std::string& id, std::size_t from,
                              std::chrono::milliseconds timeout) const;
+  // Drops the job's events (a deleted job): later waits for it find none.
+  void forget(const std::string& id);
   // Wakes every waiter for good (server shutdown).
   void close();
   bool closed() const;

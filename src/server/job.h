@@ -22,7 +22,10 @@ struct Job {
   std::optional<double> deadline_s;  // as asked, from submission (spec.deadline_s may be less after a restart)
   double created_at = 0;             // unix seconds
   std::optional<double> completed_at;
-  bool cancel_requested = false;  // DELETE was accepted; never resubmitted after a restart
+  bool cancel_requested = false;  // cancel was accepted; never resubmitted after a restart
+  // DELETE was accepted: the job is gone from the API, and its record stays (so marked)
+  // only until its files are removed, which recover() finishes after a crash.
+  bool delete_requested = false;
 
   runtime::JobProgress progress;  // the engine's last event (progress.phase is the state)
 };

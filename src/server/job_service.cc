@@ -48,11 +48,19 @@ std::string JobService::new_id(JobKind kind) const {
 RecoveryReport JobService::recover() {
   RecoveryReport report;
   std::vector<runtime::JobSpec> to_submit;
+  std::vector<Job> to_purge;
   {
     const std::lock_guard lock(mutex_);
     const double now = unix_now();
     for (Job& job : store_.load_all()) {
       last_seq_ = std::max(last_seq_, job.seq);
+      if (job.delete_requested) {
+        // Deleted before the restart, and the process stopped before its files went: the
+        // engine of this process never had it, so it goes now.
+        ++report.deleted;
+        to_purge.push_back(std::move(job));
+        continue;
+      }
       if (!is_terminal_phase(job.progress.phase) && job.cancel_requested) {
         job.progress.phase = JobPhase::kCancelled;
         job.completed_at = now;
@@ -69,24 +77,35 @@ RecoveryReport JobService::recover() {
         job.progress.phase = JobPhase::kQueued;
         ++queued_;
         to_submit.push_back(job.spec);
+        submitting_.insert(job.spec.id);
       }
       by_seq_[job.seq] = job.spec.id;
       jobs_[job.spec.id] = std::move(job);
     }
   }
+  for (const Job& job : to_purge) purge(job);
   for (const runtime::JobSpec& spec : to_submit) {
     try {
       engine_.submit(spec);
       ++report.resubmitted;
     } catch (const std::exception& e) {
-      const std::lock_guard lock(mutex_);
-      Job& job = jobs_.at(spec.id);
-      if (!is_terminal_phase(job.progress.phase)) {
-        finish_locked(job, JobPhase::kFailed, std::string("re-submission after restart: ") + e.what());
-        store_.put(job);
+      bool deleted = false;
+      {
+        const std::lock_guard lock(mutex_);
+        submitting_.erase(spec.id);
+        const auto it = jobs_.find(spec.id);
+        if (it == jobs_.end()) {
+          deleted = true;  // deleted meanwhile; the engine never had it
+        } else if (!is_terminal_phase(it->second.progress.phase)) {
+          finish_locked(it->second, JobPhase::kFailed, std::string("re-submission after restart: ") + e.what());
+          store_.put(it->second);
+        }
       }
+      if (deleted) settle_deleted(spec.id);
       ++report.failed;
+      continue;
     }
+    submitted(spec.id);
   }
   return report;
 }
@@ -143,22 +162,38 @@ Job JobService::create(const GenerationParams& params, JobKind kind) {
     jobs_[s.id] = job;
     by_seq_[job.seq] = s.id;
     ++queued_;
+    submitting_.insert(s.id);
   }
   try {
     engine_.submit(s);
   } catch (const std::exception& e) {
     // Refused: the job was never accepted, so it leaves no trace.
+    bool deleted = false;
     {
       const std::lock_guard lock(mutex_);
-      store_.remove(s.id);
-      if (jobs_.at(s.id).progress.phase == JobPhase::kQueued) --queued_;
-      jobs_.erase(s.id);
-      by_seq_.erase(job.seq);
+      submitting_.erase(s.id);
+      const auto it = jobs_.find(s.id);
+      if (it == jobs_.end()) {
+        deleted = true;  // deleted meanwhile: its record goes as a deleted job's
+      } else {
+        store_.remove(s.id);
+        if (it->second.progress.phase == JobPhase::kQueued) --queued_;
+        jobs_.erase(it);
+        by_seq_.erase(job.seq);
+      }
     }
+    if (deleted) settle_deleted(s.id);
     if (const auto* invalid = dynamic_cast<const InvalidArgument*>(&e)) throw from_invalid_argument(*invalid);
     throw;
   }
-  return get(s.id, kind);
+  submitted(s.id);
+  {
+    // Accepted, whatever a DELETE did to it since: the job as it is now, or as accepted.
+    const std::lock_guard lock(mutex_);
+    const auto it = jobs_.find(s.id);
+    if (it != jobs_.end()) return it->second;
+  }
+  return job;
 }
 
 Job JobService::get(const std::string& id, JobKind kind, const std::string& param) const {
@@ -200,35 +235,84 @@ JobPage JobService::list(JobKind kind, std::size_t limit, const std::optional<st
   return page;
 }
 
-Job JobService::cancel(const std::string& id, JobKind kind) {
+void JobService::remove(const std::string& id, JobKind kind) {
+  std::optional<Job> finished;
+  bool cancel_in_engine = false;
   {
     const std::lock_guard lock(mutex_);
     const auto it = jobs_.find(id);
     if (it == jobs_.end() || it->second.kind != kind)
       throw not_found(kind_param(kind), std::string("no ") + job_kind_name(kind) + " with id '" + id + "'");
-    Job& job = it->second;
-    if (is_terminal_phase(job.progress.phase))
-      throw ApiError(409, "invalid_request_error",
-                     std::string(kind_param(kind)) + ": " + id + " has already finished (" +
-                         api_status(job.progress.phase) + "); only queued or running jobs can be cancelled",
-                     kind_param(kind), "job_finished");
-    if (!job.cancel_requested) {
-      job.cancel_requested = true;
-      store_.put(job);
+    Job deleted = it->second;
+    deleted.delete_requested = true;
+    const bool running = !is_terminal_phase(deleted.progress.phase);
+    if (running) deleted.cancel_requested = true;
+    // Marked durably before anything goes: a crash from here on leaves a record that the
+    // next recover() purges, never a job that comes back. A failure here changes nothing.
+    store_.put(deleted);
+    if (deleted.progress.phase == JobPhase::kQueued) --queued_;
+    by_seq_.erase(deleted.seq);
+    jobs_.erase(it);
+    events_.forget(id);
+    if (running) {
+      // The engine may still be mid-step or writing the output: the files go when it says
+      // it has let go of the job (on_progress, or a refused cancel below).
+      cancel_in_engine = !submitting_.contains(id);
+      deleting_.emplace(id, std::move(deleted));
+    } else {
+      finished = std::move(deleted);
     }
   }
-  if (!engine_.cancel(id)) {
-    // The engine no longer knows the job (it finished meanwhile, or never started after a
-    // failed re-submission): settle it here unless a terminal event already did.
+  if (finished) {
+    purge(*finished);
+    return;
+  }
+  // A refused cancel means the engine is done with the job (its terminal event may still be
+  // on its way, and finds the job settled): its output, if any, is already written.
+  if (cancel_in_engine && !engine_.cancel(id)) settle_deleted(id);
+}
+
+void JobService::submitted(const std::string& id) {
+  bool deleted = false;
+  {
     const std::lock_guard lock(mutex_);
-    Job& job = jobs_.at(id);
-    if (!is_terminal_phase(job.progress.phase)) {
-      finish_locked(job, JobPhase::kCancelled, "");
-      store_.put(job);
-      events_.publish(job.progress);
+    submitting_.erase(id);
+    deleted = deleting_.contains(id);
+  }
+  if (deleted && !engine_.cancel(id)) settle_deleted(id);
+}
+
+void JobService::settle_deleted(const std::string& id) {
+  std::optional<Job> job;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto it = deleting_.find(id);
+    if (it == deleting_.end()) return;
+    job = std::move(it->second);
+    deleting_.erase(it);
+  }
+  purge(*job);
+}
+
+void JobService::purge(const Job& job) noexcept {
+  bool files_gone = true;
+  for (const std::filesystem::path& file : {job.spec.output, job.spec.state_file}) {
+    if (file.empty()) continue;
+    std::error_code error;
+    std::filesystem::remove(file, error);
+    if (error) {
+      std::fprintf(stderr, "ditserve serve: deleting %s: removing %s: %s (retried at the next start)\n",
+                   job.spec.id.c_str(), file.c_str(), error.message().c_str());
+      files_gone = false;
     }
   }
-  return get(id, kind, kind_param(kind));
+  if (!files_gone) return;
+  try {
+    store_.remove(job.spec.id);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ditserve serve: deleting %s: %s (retried at the next start)\n", job.spec.id.c_str(),
+                 e.what());
+  }
 }
 
 std::filesystem::path JobService::output(const std::string& id, JobKind kind) const {
@@ -253,32 +337,46 @@ void JobService::finish_locked(Job& job, JobPhase phase, const std::string& erro
 void JobService::on_progress(const runtime::JobProgress& p) {
   Job finished;
   bool terminal = false;
+  bool deleted = false;
   {
     const std::lock_guard lock(mutex_);
     const auto it = jobs_.find(p.id);
-    if (it == jobs_.end()) return;
-    Job& job = it->second;
-    if (is_terminal_phase(job.progress.phase)) return;  // settled already (cancel race)
-    if (shutting_down_ && !job.cancel_requested &&
-        (p.phase == JobPhase::kCancelled || p.phase == JobPhase::kFailed))
-      return;  // aborted by shutdown: stays unfinished in the store, resumed on restart
-    const JobPhase before = job.progress.phase;
-    job.progress = p;
-    if (before == JobPhase::kQueued && p.phase != JobPhase::kQueued) --queued_;
-    else if (before != JobPhase::kQueued && p.phase == JobPhase::kQueued) ++queued_;  // re-queued after a device failure
-    terminal = is_terminal_phase(p.phase);
-    if (terminal) job.completed_at = unix_now();
-    if (before != p.phase) {
-      try {
-        store_.put(job);
-      } catch (const std::exception& e) {
-        // The engine's thread must not see it; the job's state is still served from memory.
-        std::fprintf(stderr, "ditserve serve: %s\n", e.what());
+    if (it == jobs_.end()) {
+      // Deleted while the engine had it: its terminal event says the engine has let go,
+      // so its files (the output it may have just written) and record go now.
+      const auto gone = deleting_.find(p.id);
+      if (gone == deleting_.end() || !is_terminal_phase(p.phase)) return;
+      finished = std::move(gone->second);
+      deleting_.erase(gone);
+      finished.progress = p;
+      finished.completed_at = unix_now();
+      terminal = deleted = true;
+    } else {
+      Job& job = it->second;
+      if (is_terminal_phase(job.progress.phase)) return;  // settled already (cancel race)
+      if (shutting_down_ && !job.cancel_requested &&
+          (p.phase == JobPhase::kCancelled || p.phase == JobPhase::kFailed))
+        return;  // aborted by shutdown: stays unfinished in the store, resumed on restart
+      const JobPhase before = job.progress.phase;
+      job.progress = p;
+      if (before == JobPhase::kQueued && p.phase != JobPhase::kQueued) --queued_;
+      else if (before != JobPhase::kQueued && p.phase == JobPhase::kQueued) ++queued_;  // re-queued after a device failure
+      terminal = is_terminal_phase(p.phase);
+      if (terminal) job.completed_at = unix_now();
+      if (before != p.phase) {
+        try {
+          store_.put(job);
+        } catch (const std::exception& e) {
+          // The engine's thread must not see it; the job's state is still served from memory.
+          std::fprintf(stderr, "ditserve serve: %s\n", e.what());
+        }
       }
+      if (terminal) finished = job;
+      // Under the lock, so that a DELETE's forget() cannot come between and leave a log.
+      events_.publish(p);
     }
-    if (terminal) finished = job;
   }
-  events_.publish(p);
+  if (deleted) purge(finished);
   if (terminal) {
     metrics_.observe_finished(p, *finished.completed_at - finished.created_at, finished.deadline_s);
     if (p.phase == JobPhase::kCompleted) admission_.observe_service_s(p.encode_s + p.denoise_s + p.decode_s);

@@ -1,7 +1,7 @@
 #pragma once
 // The server's state and operations, independent of HTTP: accepts jobs (admission,
 // validation, persistence, submission to the engine), follows them through the engine's
-// progress events, answers queries, cancels, and after a restart re-submits what was not
+// progress events, answers queries, deletes, and after a restart re-submits what was not
 // finished. Routes (routes.h) only translate between HTTP and these calls; every failure
 // is an ApiError.
 //
@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <map>
 #include <vector>
 
@@ -43,6 +44,7 @@ struct RecoveryReport {
   int resubmitted = 0;  // queued or running before the restart, given to the engine again
   int cancelled = 0;    // cancel accepted before the restart
   int failed = 0;       // failed before, or refused by the engine on re-submission
+  int deleted = 0;      // deleted before the restart but not yet purged: purged now
 };
 
 struct JobPage {
@@ -71,8 +73,14 @@ class JobService {
   // `after` when given (400 naming "after" when unknown).
   JobPage list(JobKind kind, std::size_t limit, const std::optional<std::string>& after,
                bool ascending) const;
-  // Cancels a queued or running job; 404 unknown, 409 already finished.
-  Job cancel(const std::string& id, JobKind kind);
+  // Deletes the job (OpenAI's DELETE /v1/videos/{id}). It leaves the API at once: get,
+  // list, output and the event stream answer as for an unknown id. A finished job's output
+  // file and record are removed now; a queued or running one is cancelled in the engine,
+  // and its files (an output written meanwhile included) and record are removed when the
+  // engine settles it. The deletion is durable: a job deleted before a crash is purged by
+  // the next recover(), never resumed. 404 naming the id for an unknown id, a job of
+  // another kind, or one already deleted.
+  void remove(const std::string& id, JobKind kind);
   // The finished output's path; 409 when the job is not completed, 404 when missing.
   std::filesystem::path output(const std::string& id, JobKind kind) const;
 
@@ -92,6 +100,15 @@ class JobService {
   void on_progress(const runtime::JobProgress& p);
   std::string new_id(JobKind kind) const;
   void finish_locked(Job& job, runtime::JobPhase phase, const std::string& error);
+  // The job left submitting_ after Engine::submit returned: when it was deleted meanwhile,
+  // does the engine cancel remove() left undone.
+  void submitted(const std::string& id);
+  // Takes the job out of deleting_ and purges it; nothing when another caller already has.
+  void settle_deleted(const std::string& id);
+  // Removes a deleted job's output and state files, then its record (kept, marked, when a
+  // file cannot be removed: the next recover() tries again). Reports failures to stderr:
+  // it runs on engine threads too.
+  void purge(const Job& job) noexcept;
 
   runtime::Engine& engine_;
   const ServiceOptions options_;
@@ -104,6 +121,12 @@ class JobService {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Job> jobs_;
   std::map<std::int64_t, std::string> by_seq_;
+  // Deleted while the engine still had them (queued or running), until its terminal event
+  // or its refusal to cancel says it has let go; no longer in jobs_.
+  std::unordered_map<std::string, Job> deleting_;
+  // In jobs_ but not yet through Engine::submit (create, recover): a DELETE meanwhile
+  // leaves the engine's cancel to the submitter, which the engine would not know yet.
+  std::unordered_set<std::string> submitting_;
   std::int64_t last_seq_ = 0;
   std::size_t queued_ = 0;  // jobs in phase kQueued
   bool shutting_down_ = false;

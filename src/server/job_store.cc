@@ -63,6 +63,8 @@ Job read_row(sqlite3_stmt* s) {
   // Absent from stores written before decode groups were shown: no decode group known.
   p.decode_dop = t.value("decode_dop", 0);
   p.decode_devices = t.value("decode_devices", std::vector<std::string>{});
+  // Absent from stores written before DELETE removed jobs: none was being deleted.
+  job.delete_requested = t.value("delete_requested", false);
   return job;
 }
 
@@ -97,12 +99,14 @@ void JobStore::exec(const char* sql) const {
 
 void JobStore::put(const Job& job) {
   const runtime::JobProgress& p = job.progress;
-  // The progress beyond the columns, as JSON: a field added later is one more key, so an
-  // older store opens unchanged (its rows read back without it) and needs no migration.
-  const nlohmann::json timings = {{"queued_s", p.queued_s},     {"encode_s", p.encode_s},
-                                  {"denoise_s", p.denoise_s},   {"decode_s", p.decode_s},
-                                  {"devices", p.devices},       {"decode_dop", p.decode_dop},
-                                  {"decode_devices", p.decode_devices}};
+  // The progress and state beyond the columns, as JSON: a field added later is one more
+  // key, so an older store opens unchanged (its rows read back without it) and needs no
+  // migration.
+  nlohmann::json timings = {{"queued_s", p.queued_s},     {"encode_s", p.encode_s},
+                            {"denoise_s", p.denoise_s},   {"decode_s", p.decode_s},
+                            {"devices", p.devices},       {"decode_dop", p.decode_dop},
+                            {"decode_devices", p.decode_devices}};
+  if (job.delete_requested) timings["delete_requested"] = true;
   const std::lock_guard lock(mutex_);
   Statement s(db_,
               "INSERT OR REPLACE INTO jobs (seq, id, spec, phase, step, total_steps, dop, created_at,"

@@ -31,6 +31,7 @@ class JobStore {
 
   // Inserts the job or replaces the stored one with the same id.
   void put(const Job& job);
+  // Deletes the job's row (nothing when there is none).
   void remove(const std::string& id);
   std::optional<Job> get(const std::string& id) const;
   // Every job, in seq order.

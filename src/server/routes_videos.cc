@@ -1,5 +1,6 @@
-// /v1/videos: OpenAI's video API (create, retrieve, list, delete = cancel, content) and
-// ditserve's progress stream.
+// /v1/videos: OpenAI's video API (create, retrieve, list, delete, content) and ditserve's
+// progress stream. DELETE removes the video whatever its status (a queued or running one
+// is cancelled first); from its answer on, the id is unknown (404).
 
 #include <memory>
 
@@ -104,8 +105,9 @@ void add_video_routes(httplib::Server& http, JobService& service) {
   });
   http.Delete(R"(/v1/videos/([^/]+))", [&service](const httplib::Request& req, httplib::Response& res) {
     guarded(res, [&] {
-      const Job job = service.cancel(req.matches[1], JobKind::kVideo);
-      send_json(res, 200, {{"id", job.spec.id}, {"object", "video.deleted"}, {"deleted", true}});
+      const std::string id = req.matches[1];
+      service.remove(id, JobKind::kVideo);
+      send_json(res, 200, {{"id", id}, {"object", "video.deleted"}, {"deleted", true}});
     });
   });
   http.Get(R"(/v1/videos/([^/]+)/content)", [&service](const httplib::Request& req, httplib::Response& res) {

@@ -181,23 +181,60 @@ TEST_F(HttpTest, EveryBadInputIsA4xxNamingTheField) {
   EXPECT_EQ(get_json("/health", 200)["status"], "ok");
 }
 
-TEST_F(HttpTest, CancelQueuedThenFinishedIs409) {
+// OpenAI's delete: {"id", "object": "video.deleted", "deleted": true}, after which the
+// id is unknown everywhere (a 404 naming it), whether the video had finished or was queued.
+TEST_F(HttpTest, DeleteRemovesTheVideoThenItIsA404) {
+  start();
+  const std::string done = post_json("/v1/videos", R"({"prompt": "a cat", "steps": 2})", 200)["id"];
+  wait_status(done, "completed");
+  const std::string output = (dir_.path() / "outputs" / (done + ".mp4")).string();
+  ASSERT_TRUE(std::filesystem::exists(output));
+  const std::string kept = post_json("/v1/videos", R"({"prompt": "a dog", "steps": 2})", 200)["id"];
+  wait_status(kept, "completed");
+
+  auto res = client_->Delete(("/v1/videos/" + done).c_str());
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(nlohmann::json::parse(res->body),
+            nlohmann::json({{"id", done}, {"object", "video.deleted"}, {"deleted", true}}));
+  EXPECT_FALSE(std::filesystem::exists(output));
+  for (const std::string& path : {"/v1/videos/" + done, "/v1/videos/" + done + "/content",
+                                  "/v1/videos/" + done + "/events"}) {
+    const nlohmann::json error = get_json(path, 404);
+    expect_error(error, "video_id");
+    EXPECT_NE(error["error"]["message"].get<std::string>().find(done), std::string::npos) << error.dump();
+  }
+  const nlohmann::json list = get_json("/v1/videos", 200);
+  ASSERT_EQ(list["data"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["data"][0]["id"], kept);
+  EXPECT_EQ(get_json("/v1/videos/" + kept, 200)["status"], "completed");  // the other one stays
+  res = client_->Delete(("/v1/videos/" + done).c_str());
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+  expect_error(nlohmann::json::parse(res->body), "video_id");
+  EXPECT_NE(res->body.find(done), std::string::npos) << res->body;
+}
+
+TEST_F(HttpTest, DeleteQueuedVideoCancelsAndRemovesIt) {
   start({.hold = true});
   const std::string id = post_json("/v1/videos", R"({"prompt": "a cat", "steps": 2})", 200)["id"];
   auto res = client_->Delete(("/v1/videos/" + id).c_str());
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
   const nlohmann::json deleted = nlohmann::json::parse(res->body);
+  EXPECT_EQ(deleted["id"], id);
   EXPECT_EQ(deleted["object"], "video.deleted");
   EXPECT_EQ(deleted["deleted"], true);
-  const nlohmann::json v = get_json("/v1/videos/" + id, 200);
-  EXPECT_EQ(v["status"], "failed");
-  EXPECT_EQ(v["error"]["code"], "cancelled");
+  expect_error(get_json("/v1/videos/" + id, 404), "video_id");
+  expect_error(get_json("/v1/videos/" + id + "/content", 404), "video_id");
+  EXPECT_TRUE(get_json("/v1/videos", 200)["data"].empty());
   res = client_->Delete(("/v1/videos/" + id).c_str());
   ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 409);
+  EXPECT_EQ(res->status, 404);
   expect_error(nlohmann::json::parse(res->body), "video_id");
-  expect_error(get_json("/v1/videos/" + id + "/content", 409), "video_id");
+  engine_->release();
+  // The engine dropped it: a new job runs.
+  wait_status(post_json("/v1/videos", R"({"prompt": "a dog", "steps": 2})", 200)["id"], "completed");
 }
 
 TEST_F(HttpTest, BurstBeyondTheQueueGets429WithRetryAfter) {

@@ -1,5 +1,6 @@
-// JobService over the fake engine: jobs run to completion, admission control, cancel,
-// restart recovery with jobs in every state, shutdown keeping running jobs resumable.
+// JobService over the fake engine: jobs run to completion, admission control, delete
+// (finished, queued, running, racing the engine's events), restart recovery with jobs in
+// every state, shutdown keeping running jobs resumable.
 
 #include "server/job_service.h"
 
@@ -179,46 +180,228 @@ TEST(JobService, EngineRefusalIsA400AndLeavesNoJob) {
   EXPECT_EQ(s.service->queued(), 0u);
 }
 
-TEST(JobService, CancelQueuedAndFinishedAndUnknown) {
-  TempDataDir dir("service_cancel");
-  Server s(dir.path(), {.hold = true});
-  const Job job = s.service->create(params(), JobKind::kVideo);
-  const Job cancelled = s.service->cancel(job.spec.id, JobKind::kVideo);
-  EXPECT_EQ(cancelled.progress.phase, JobPhase::kCancelled);
-  EXPECT_TRUE(cancelled.cancel_requested);
+// The ApiError `call` throws: a 404 naming video_id and `id`.
+template <typename Call>
+void expect_not_found(Call call, const std::string& id) {
   try {
-    s.service->cancel(job.spec.id, JobKind::kVideo);  // already finished
-    FAIL();
+    call();
+    ADD_FAILURE() << "no error for " << id;
   } catch (const ApiError& e) {
-    EXPECT_EQ(e.status, 409);
+    EXPECT_EQ(e.status, 404) << e.what();
     EXPECT_EQ(e.param, "video_id");
+    EXPECT_NE(std::string(e.what()).find(id), std::string::npos) << e.what();
   }
-  try {
-    s.service->cancel("video_nope", JobKind::kVideo);
-    FAIL();
-  } catch (const ApiError& e) {
-    EXPECT_EQ(e.status, 404);
-    EXPECT_EQ(e.param, "video_id");
-  }
-  try {
-    s.service->output(job.spec.id, JobKind::kVideo);
-    FAIL();
-  } catch (const ApiError& e) {
-    EXPECT_EQ(e.status, 409);
-  }
-  EXPECT_EQ(s.service->queued(), 0u);
 }
 
-TEST(JobService, CancelRunningJobStopsAtAStepBoundary) {
-  TempDataDir dir("service_cancel_running");
+// Nothing of the job is left: not in the API, the store, the event log or the data directory.
+void expect_gone(const JobService& service, const std::filesystem::path& data, const Job& job) {
+  const std::string& id = job.spec.id;
+  expect_not_found([&] { service.get(id, JobKind::kVideo); }, id);
+  expect_not_found([&] { service.output(id, JobKind::kVideo); }, id);
+  for (const Job& listed : service.list(JobKind::kVideo, 100, std::nullopt, true).jobs) EXPECT_NE(listed.spec.id, id);
+  EXPECT_FALSE(JobStore(data / "jobs.db").get(id).has_value()) << id;
+  EXPECT_TRUE(service.events().wait(id, 0, std::chrono::milliseconds(0)).empty()) << id;
+  EXPECT_FALSE(std::filesystem::exists(job.spec.output)) << job.spec.output;
+  EXPECT_FALSE(std::filesystem::exists(job.spec.state_file)) << job.spec.state_file;
+}
+
+TEST(JobService, DeleteFinishedJobRemovesRecordAndOutput) {
+  TempDataDir dir("service_delete_finished");
+  Server s(dir.path());
+  const Job done = wait_terminal(*s.service, s.service->create(params(), JobKind::kVideo).spec.id);
+  const Job failed = wait_terminal(*s.service, s.service->create(params("fail"), JobKind::kVideo).spec.id);
+  const Job kept = wait_terminal(*s.service, s.service->create(params(), JobKind::kVideo).spec.id);
+  ASSERT_EQ(done.progress.phase, JobPhase::kCompleted);
+  ASSERT_EQ(failed.progress.phase, JobPhase::kFailed);
+  ASSERT_TRUE(std::filesystem::exists(done.spec.output));
+
+  s.service->remove(done.spec.id, JobKind::kVideo);
+  expect_gone(*s.service, dir.path(), done);
+  s.service->remove(failed.spec.id, JobKind::kVideo);
+  expect_gone(*s.service, dir.path(), failed);
+  // A second delete, an unknown id, or an id of another kind: 404 naming it.
+  expect_not_found([&] { s.service->remove(done.spec.id, JobKind::kVideo); }, done.spec.id);
+  expect_not_found([&] { s.service->remove("video_nope", JobKind::kVideo); }, "video_nope");
+  const Job image = wait_terminal(*s.service, s.service->create(params(), JobKind::kImage).spec.id, JobKind::kImage);
+  expect_not_found([&] { s.service->remove(image.spec.id, JobKind::kVideo); }, image.spec.id);
+  // The others are untouched.
+  EXPECT_EQ(s.service->output(kept.spec.id, JobKind::kVideo), kept.spec.output);
+  EXPECT_TRUE(std::filesystem::exists(kept.spec.output));
+  const std::vector<Job> stored = JobStore(dir.path() / "jobs.db").load_all();
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].spec.id, kept.spec.id);
+  EXPECT_EQ(stored[1].spec.id, image.spec.id);
+}
+
+TEST(JobService, DeleteQueuedJobCancelsItInTheEngine) {
+  TempDataDir dir("service_delete_queued");
+  Server s(dir.path(), {.hold = true});
+  const Job job = s.service->create(params(), JobKind::kVideo);
+  EXPECT_EQ(s.service->queued(), 1u);
+  s.service->remove(job.spec.id, JobKind::kVideo);
+  EXPECT_EQ(s.service->queued(), 0u);
+  EXPECT_EQ(s.engine->stats().queued, 0);  // the engine dropped it (the fake settles a queued cancel at once)
+  expect_gone(*s.service, dir.path(), job);
+  expect_not_found([&] { s.service->remove(job.spec.id, JobKind::kVideo); }, job.spec.id);
+}
+
+// The engine stops the job at its next step boundary; until then the job is already gone
+// from the API, and once the engine settles it its record and state file go too.
+TEST(JobService, DeleteRunningJobCancelsThenRemovesIt) {
+  TempDataDir dir("service_delete_running");
   Server s(dir.path(), {.step_time = std::chrono::milliseconds(20)});
   const Job job = s.service->create(params("a cat", 200), JobKind::kVideo);
-  while (s.service->get(job.spec.id, JobKind::kVideo).progress.phase != JobPhase::kDenoising)
+  while (s.service->get(job.spec.id, JobKind::kVideo).progress.step < 1)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  s.service->cancel(job.spec.id, JobKind::kVideo);
-  const Job done = wait_terminal(*s.service, job.spec.id);
-  EXPECT_EQ(done.progress.phase, JobPhase::kCancelled);
-  EXPECT_LT(done.progress.step, 200);
+  s.service->remove(job.spec.id, JobKind::kVideo);
+  expect_not_found([&] { s.service->get(job.spec.id, JobKind::kVideo); }, job.spec.id);
+  expect_not_found([&] { s.service->remove(job.spec.id, JobKind::kVideo); }, job.spec.id);
+  JobStore store(dir.path() / "jobs.db");
+  for (int i = 0; i < 2000 && store.get(job.spec.id); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  expect_gone(*s.service, dir.path(), job);
+  // Its device is free again: the next job runs to completion.
+  const Job next = s.service->create(params(), JobKind::kVideo);
+  EXPECT_EQ(wait_terminal(*s.service, next.spec.id).progress.phase, JobPhase::kCompleted);
+}
+
+// An engine the test drives by hand: it records submissions and cancels, answers cancel()
+// with `cancel_answer`, and emits only what the test reports.
+class ScriptedEngine : public runtime::Engine {
+ public:
+  std::vector<std::string> models() const override { return {"tiny"}; }
+  void submit(const runtime::JobSpec& job) override {
+    submitted.push_back(job.id);
+    if (during_submit) during_submit(job);
+  }
+  bool cancel(const std::string& id) override {
+    cancelled.push_back(id);
+    return cancel_answer;
+  }
+  void set_listener(std::function<void(const runtime::JobProgress&)> l) override { listener = std::move(l); }
+  runtime::EngineStats stats() const override { return {}; }
+  double estimate_latency_s(const runtime::JobSpec&) const override { return 1; }
+  void shutdown() override {}
+
+  void report(const std::string& id, JobPhase phase, int step = 0) {
+    runtime::JobProgress p;
+    p.id = id;
+    p.phase = phase;
+    p.step = step;
+    p.total_steps = 3;
+    listener(p);
+  }
+
+  bool cancel_answer = true;
+  std::function<void(const runtime::JobSpec&)> during_submit;
+  std::vector<std::string> submitted;
+  std::vector<std::string> cancelled;
+  std::function<void(const runtime::JobProgress&)> listener;
+};
+
+// The engine was decoding when the DELETE came: it writes the output and reports the job
+// completed after the deletion; that file goes too, with the record kept until then.
+TEST(JobService, OutputWrittenAfterTheDeleteIsRemoved) {
+  TempDataDir dir("service_delete_late_output");
+  ScriptedEngine engine;
+  ServiceOptions options;
+  options.data_dir = dir.path();
+  JobService service(engine, options);
+  const Job job = service.create(params(), JobKind::kVideo);
+  engine.report(job.spec.id, JobPhase::kDecoding, 3);
+  std::ofstream(job.spec.state_file) << 3;
+  service.remove(job.spec.id, JobKind::kVideo);
+  EXPECT_EQ(engine.cancelled, std::vector<std::string>{job.spec.id});
+  expect_not_found([&] { service.get(job.spec.id, JobKind::kVideo); }, job.spec.id);
+  // Marked in the store until the engine lets go.
+  const std::optional<Job> marked = JobStore(dir.path() / "jobs.db").get(job.spec.id);
+  ASSERT_TRUE(marked.has_value());
+  EXPECT_TRUE(marked->delete_requested);
+  engine.report(job.spec.id, JobPhase::kDecoding, 3);  // not terminal: nothing happens yet
+  EXPECT_TRUE(JobStore(dir.path() / "jobs.db").get(job.spec.id).has_value());
+  std::ofstream(job.spec.output) << "written after the delete";
+  engine.report(job.spec.id, JobPhase::kCompleted, 3);
+  expect_gone(service, dir.path(), job);
+  engine.report(job.spec.id, JobPhase::kCompleted, 3);  // a repeated event is harmless
+  expect_gone(service, dir.path(), job);
+}
+
+// The engine finished the job just before the DELETE (cancel() answers false) and its
+// completed event arrives after it: the delete removes everything, the late event nothing.
+TEST(JobService, TerminalEventRacingTheDeleteLeavesNothing) {
+  TempDataDir dir("service_delete_race");
+  ScriptedEngine engine;
+  ServiceOptions options;
+  options.data_dir = dir.path();
+  JobService service(engine, options);
+  const Job job = service.create(params(), JobKind::kVideo);
+  const Job other = service.create(params(), JobKind::kVideo);
+  engine.report(job.spec.id, JobPhase::kDenoising, 1);
+  std::ofstream(job.spec.output) << "finished";
+  engine.cancel_answer = false;
+  service.remove(job.spec.id, JobKind::kVideo);
+  expect_gone(service, dir.path(), job);
+  engine.report(job.spec.id, JobPhase::kCompleted, 3);
+  expect_gone(service, dir.path(), job);
+  EXPECT_EQ(service.get(other.spec.id, JobKind::kVideo).progress.phase, JobPhase::kQueued);
+  EXPECT_EQ(service.queued(), 1u);
+  EXPECT_TRUE(JobStore(dir.path() / "jobs.db").get(other.spec.id).has_value());
+}
+
+// A DELETE that arrives while create() is still handing the job to the engine (the id
+// shows in a list by then): the engine is told to cancel once it has the job.
+TEST(JobService, DeleteDuringSubmissionCancelsOnceSubmitted) {
+  TempDataDir dir("service_delete_submitting");
+  ScriptedEngine engine;
+  ServiceOptions options;
+  options.data_dir = dir.path();
+  JobService service(engine, options);
+  engine.during_submit = [&](const runtime::JobSpec& spec) {
+    service.remove(spec.id, JobKind::kVideo);
+    EXPECT_TRUE(engine.cancelled.empty());  // the engine does not know the job yet
+  };
+  const Job job = service.create(params(), JobKind::kVideo);
+  EXPECT_EQ(engine.cancelled, std::vector<std::string>{job.spec.id});
+  expect_not_found([&] { service.get(job.spec.id, JobKind::kVideo); }, job.spec.id);
+  EXPECT_EQ(service.queued(), 0u);
+  engine.report(job.spec.id, JobPhase::kCancelled);
+  expect_gone(service, dir.path(), job);
+}
+
+// A deleted job stays deleted across restarts: one settled before the restart is not in
+// the store; one the process stopped before settling (the engine never reported it) is
+// purged at start-up with its files, and neither is given to the engine again.
+TEST(JobService, DeletedJobsDoNotComeBackAfterARestart) {
+  TempDataDir dir("service_delete_restart");
+  Job done, running, kept;
+  {
+    Server s(dir.path(), {.step_time = std::chrono::milliseconds(20)});
+    done = wait_terminal(*s.service, s.service->create(params(), JobKind::kVideo).spec.id);
+    kept = wait_terminal(*s.service, s.service->create(params(), JobKind::kVideo).spec.id);
+    s.service->remove(done.spec.id, JobKind::kVideo);
+  }
+  {
+    ScriptedEngine engine;
+    ServiceOptions options;
+    options.data_dir = dir.path();
+    JobService service(engine, options);
+    EXPECT_EQ(service.recover().completed, 1);
+    running = service.create(params(), JobKind::kVideo);
+    engine.report(running.spec.id, JobPhase::kDenoising, 1);
+    std::ofstream(running.spec.state_file) << 1;
+    service.remove(running.spec.id, JobKind::kVideo);
+  }  // stops (as a crash would) before the engine reported the job cancelled
+  ASSERT_TRUE(JobStore(dir.path() / "jobs.db").get(running.spec.id).has_value());
+  ASSERT_TRUE(std::filesystem::exists(running.spec.state_file));
+  Server again(dir.path());
+  const RecoveryReport report = again.service->recover();
+  EXPECT_EQ(report.completed, 1);
+  EXPECT_EQ(report.resubmitted, 0);
+  EXPECT_EQ(report.deleted, 1);
+  EXPECT_TRUE(again.engine->submitted().empty());
+  expect_gone(*again.service, dir.path(), done);
+  expect_gone(*again.service, dir.path(), running);
+  EXPECT_EQ(again.service->output(kept.spec.id, JobKind::kVideo), kept.spec.output);
+  ASSERT_EQ(JobStore(dir.path() / "jobs.db").load_all().size(), 1u);
 }
 
 TEST(JobService, ListsPagesInBothOrders) {

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,16 @@ def read_events(url, video_id):
     return events
 
 
+def leftovers(data_dir, video_id):
+    """What the data directory still holds of the job: its files (output, state) and its
+    row in the job store."""
+    found = [os.path.join(d, f) for d in ("outputs", "state")
+             for f in os.listdir(os.path.join(data_dir, d)) if f.startswith(video_id)]
+    with sqlite3.connect(os.path.join(data_dir, "jobs.db")) as db:
+        found += [f"jobs.db row {row[0]}" for row in db.execute("SELECT id FROM jobs WHERE id = ?", (video_id,))]
+    return found
+
+
 def ffprobe(path):
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
@@ -212,19 +223,21 @@ class ServeTest(unittest.TestCase):
         self.assertGreaterEqual(max(d["dop"] for d in data), 1)
 
     def test_cancel(self):
+        """Deleting a running video cancels it and removes it: from the answer on its id is
+        unknown, its devices are freed, and nothing of it stays in the data directory."""
         s = self.start()
         client = s.client()
         video = submit(s.url, **SLOW)
         wait_for(lambda: status(s.url, video["id"])["step"] >= 1, what="first step")
         deleted = client.videos.delete(video["id"])
-        self.assertTrue(deleted.deleted)
-        v = wait_for(lambda: (lambda v: v if v["status"] == "failed" else None)(status(s.url, video["id"])))
-        self.assertEqual(v["error"]["code"], "cancelled")
-        self.assertLess(v["step"], SLOW["steps"])
-        with self.assertRaises(openai.ConflictError):  # cancel of a finished job: 409
+        self.assertEqual((deleted.id, deleted.object, deleted.deleted), (video["id"], "video.deleted", True))
+        with self.assertRaises(openai.NotFoundError):
+            client.videos.retrieve(video["id"])
+        with self.assertRaises(openai.NotFoundError):  # deleted already
             client.videos.delete(video["id"])
         # its devices were freed: a new job runs
         wait_status(s.url, submit(s.url, **QUICK)["id"], "completed")
+        wait_for(lambda: not leftovers(s.data_dir, video["id"]), timeout=30, what="the deleted job's files")
 
     def test_bad_inputs_are_4xx_naming_the_field(self):
         s = self.start("--max-body-bytes", "65536", "--timeout", "1")
@@ -251,9 +264,15 @@ class ServeTest(unittest.TestCase):
         self.assertEqual((r.status_code, r.json()["error"]["param"]), (404, "video_id"))
         with self.assertRaises(openai.NotFoundError):
             s.client().videos.retrieve("video_doesnotexist")
+        # Deleting a completed video removes it and its file; a second delete is a 404.
         done = wait_status(s.url, submit(s.url, **QUICK)["id"], "completed")
+        self.assertTrue(leftovers(self.data, done["id"]))
+        self.assertTrue(s.client().videos.delete(done["id"]).deleted)
+        with self.assertRaises(openai.NotFoundError):
+            s.client().videos.retrieve(done["id"])
+        self.assertEqual(leftovers(self.data, done["id"]), [])
         r = requests.delete(f"{s.url}/v1/videos/{done['id']}")
-        self.assertEqual((r.status_code, r.json()["error"]["param"]), (409, "video_id"))
+        self.assertEqual((r.status_code, r.json()["error"]["param"]), (404, "video_id"))
         # A client that stalls mid-request is dropped after --timeout; one that vanishes
         # from an event stream costs nothing; the server keeps serving throughout.
         stalled = socket.create_connection(("127.0.0.1", s.port))
@@ -299,22 +318,23 @@ class ServeTest(unittest.TestCase):
         wait_status(s.url, done["id"], "completed")
         running = submit(s.url, **MEDIUM)
         queued = [submit(s.url, **QUICK) for _ in range(2)]
-        cancelled = submit(s.url, **QUICK)
-        requests.delete(f"{s.url}/v1/videos/{cancelled['id']}").raise_for_status()
+        deleted = submit(s.url, **QUICK)
+        requests.delete(f"{s.url}/v1/videos/{deleted['id']}").raise_for_status()
         wait_for(lambda: status(s.url, running["id"])["step"] >= 3, what="a running job")
         before = status(s.url, running["id"])["step"]
-        s.crash()  # kill -9 with a job running, two queued, one cancelled, one completed
+        s.crash()  # kill -9 with a job running, two queued, one deleted, one completed
 
         s2 = self.start(devices="cpu:0")
         # How many of the quick jobs the scheduler had finished before the kill may vary;
         # every job is accounted for either way.
         recovered = s2.banner.split("recovered ")[1]
         completed, resumed, cancelled_n, failed = [int(w) for w in recovered.split() if w.isdigit()]
-        self.assertEqual((completed + resumed, cancelled_n, failed), (4, 1, 0), s2.banner)
+        self.assertEqual((completed + resumed, cancelled_n, failed), (4, 0, 0), s2.banner)
         self.assertGreaterEqual(resumed, 1, s2.banner)  # at least the long job
         ids = {v["id"] for v in requests.get(s2.url + "/v1/videos?limit=100").json()["data"]}
-        self.assertEqual(ids, {done["id"], running["id"], cancelled["id"], *(q["id"] for q in queued)})
-        self.assertEqual(status(s2.url, cancelled["id"])["error"]["code"], "cancelled")
+        self.assertEqual(ids, {done["id"], running["id"], *(q["id"] for q in queued)})
+        self.assertEqual(requests.get(f"{s2.url}/v1/videos/{deleted['id']}").status_code, 404)  # stays deleted
+        self.assertEqual(leftovers(self.data, deleted["id"]), [])
         content = requests.get(f"{s2.url}/v1/videos/{done['id']}/content")
         self.assertEqual(content.status_code, 200)
         self.assertEqual(content.headers["Content-Type"], "video/mp4")
