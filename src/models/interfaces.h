@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "kernels/backend.h"
 
@@ -68,6 +69,12 @@ class VideoDecoder {
   // member 0 (see each decoder). The default throws InvalidArgument.
   virtual Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
                                        std::int64_t frames);
+  // Every parameter tensor the decoder holds on its device (all that
+  // decode_patch_parallel() hands SpatialShardContext::param among them), in an order that
+  // depends only on the configuration: decoders of one model loaded on several devices
+  // list the same parameter at the same index, which is what lets a patch-parallel decode
+  // use each member's own copy (MemberParams). The default lists none (members get copies).
+  virtual std::vector<Tensor> loaded_parameters() const { return {}; }
 };
 
 }  // namespace ditserve

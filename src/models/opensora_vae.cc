@@ -190,4 +190,12 @@ Tensor OpenSoraVAE::decode_patch_parallel(SpatialShardContext& ctx, const Tensor
   return out;
 }
 
+
+std::vector<Tensor> OpenSoraVAE::loaded_parameters() const {
+  std::vector<Tensor> out{scale_, shift_, inv_scaling_};
+  temporal_.append_tensors(out);
+  spatial_.append_tensors(out);
+  return out;
+}
+
 }  // namespace ditserve

@@ -63,13 +63,15 @@ class OpenSoraVAE final : public VideoDecoder {
   Tensor decode(const Tensor& latents, std::int64_t frames) override;
   // decode() patch parallel: every frame is cut into bands of rows over ctx's members and
   // the temporal and spatial decoders run on the bands (parallel/spatial_shards.h); the
-  // video is gathered on ctx's member 0. The model's device must be in ctx's fabric (its
-  // parameters are copied to the members once per context). On a one-device context this
-  // is decode(), bit for bit. Throws InvalidArgument naming "rows" when the latents have
+  // video is gathered on ctx's member 0. The model's device must be in ctx's fabric; a
+  // member uses its own parameters where ctx lists them (loaded_parameters()), else this
+  // model's are copied to it once per context. On a one-device context this is decode(),
+  // bit for bit. Throws InvalidArgument naming "rows" when the latents have
   // fewer rows than ctx has members.
   Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
                                std::int64_t frames) override;
   bool decodes_patch_parallel() const override { return true; }
+  std::vector<Tensor> loaded_parameters() const override;
 
   // The stages, for tests and tools. Channels-last, compute dtype.
   // z [B, T', h, w, C] (de-normalised) -> SD-VAE latents [B, frames, h, w, C].

@@ -134,6 +134,12 @@ Bands SdResnetBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
   return add(ctx, residual, h);
 }
 
+void SdResnetBlock::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {norm1_weight_, norm1_bias_, conv1_weight_, conv1_bias_, norm2_weight_,
+                         norm2_bias_, conv2_weight_, conv2_bias_, shortcut_weight_,
+                         shortcut_bias_});
+}
+
 // ---- SdMidAttention --------------------------------------------------------------------
 
 SdMidAttention::SdMidAttention(const WeightLoader& w, std::int64_t channels, int groups,
@@ -192,6 +198,11 @@ Bands SdMidAttention::forward(SpatialShardContext& ctx, const Bands& x) const {
   });
 }
 
+void SdMidAttention::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(),
+             {norm_weight_, norm_bias_, qkv_weight_, qkv_bias_, out_weight_, out_bias_});
+}
+
 // ---- SdUpBlock -------------------------------------------------------------------------
 
 SdUpBlock::SdUpBlock(const WeightLoader& w, const SdVaeDecoderConfig& cfg, std::int64_t in,
@@ -229,6 +240,11 @@ Bands SdUpBlock::forward(SpatialShardContext& ctx, const Bands& x) const {
     return upsample_nearest(be, t, {2, 2});
   });
   return conv_same(ctx, up, upsample_weight_, upsample_bias_);
+}
+
+void SdUpBlock::append_tensors(std::vector<Tensor>& out) const {
+  for (const SdResnetBlock& resnet : resnets_) resnet.append_tensors(out);
+  out.insert(out.end(), {upsample_weight_, upsample_bias_});
 }
 
 // ---- SdVaeDecoder ----------------------------------------------------------------------
@@ -304,6 +320,14 @@ Bands SdVaeDecoder::forward(SpatialShardContext& ctx, const Bands& z) const {
   x = silu(ctx, ctx.group_norm(x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
                                cfg_.norm_eps));
   return conv_same(ctx, x, conv_out_weight_, conv_out_bias_);
+}
+
+void SdVaeDecoder::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {post_quant_weight_, post_quant_bias_, conv_in_weight_, conv_in_bias_});
+  for (const SdResnetBlock& resnet : mid_resnets_) resnet.append_tensors(out);
+  for (const SdMidAttention& attention : mid_attention_) attention.append_tensors(out);
+  for (const SdUpBlock& block : up_blocks_) block.append_tensors(out);
+  out.insert(out.end(), {norm_out_weight_, norm_out_bias_, conv_out_weight_, conv_out_bias_});
 }
 
 }  // namespace ditserve

@@ -38,6 +38,8 @@ class SdResnetBlock {
   // x [N, H, W, in] -> [N, H, W, out].
   Tensor forward(Backend& be, const Tensor& x) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  // Appends every parameter tensor, in a fixed order (VideoDecoder::loaded_parameters).
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   int groups_;
@@ -57,6 +59,7 @@ class SdMidAttention {
   // x [N, H, W, C] -> [N, H, W, C].
   Tensor forward(Backend& be, const Tensor& x) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   int groups_;
@@ -77,6 +80,7 @@ class SdUpBlock {
   // x [N, H, W, in] -> [N, 2H, 2W, out] (or [N, H, W, out] without upsampling).
   Tensor forward(Backend& be, const Tensor& x) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   std::vector<SdResnetBlock> resnets_;
@@ -99,6 +103,7 @@ class SdVaeDecoder {
   // [N, h·f, w·f, out_channels] with f = spatial_factor(); images in about [-1, 1].
   Tensor forward(Backend& be, const Tensor& z) const;
   Bands forward(SpatialShardContext& ctx, const Bands& z) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   SdVaeDecoderConfig cfg_;

@@ -107,6 +107,10 @@ Bands CausalConv3d::forward(SpatialShardContext& ctx, const Bands& x) const {
                        });
 }
 
+void CausalConv3d::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {weight_, bias_});
+}
+
 // ---- TemporalResBlock ------------------------------------------------------------------
 
 TemporalResBlock::TemporalResBlock(const WeightLoader& w, std::int64_t in, std::int64_t out,
@@ -144,6 +148,13 @@ Bands TemporalResBlock::forward(SpatialShardContext& ctx, const Bands& x) const 
   return ctx.zip(h, residual, [](Backend& be, int, const Tensor& a, const Tensor& b) {
     return add(be, a, b);
   });
+}
+
+void TemporalResBlock::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {norm1_weight_, norm1_bias_, norm2_weight_, norm2_bias_});
+  conv1_.append_tensors(out);
+  conv2_.append_tensors(out);
+  for (const CausalConv3d& conv : shortcut_) conv.append_tensors(out);
 }
 
 // ---- depth_to_time ---------------------------------------------------------------------
@@ -243,6 +254,19 @@ Bands TemporalVaeDecoder::forward(SpatialShardContext& ctx, const Bands& z) cons
   x = silu(ctx, ctx.group_norm(x, cfg_.norm_groups, norm_out_weight_, norm_out_bias_,
                                cfg_.norm_eps));
   return conv_out_.forward(ctx, x);
+}
+
+
+void TemporalVaeDecoder::append_tensors(std::vector<Tensor>& out) const {
+  post_quant_conv_.append_tensors(out);
+  conv_in_.append_tensors(out);
+  for (const TemporalResBlock& block : res_blocks_) block.append_tensors(out);
+  for (const Level& level : levels_) {
+    for (const TemporalResBlock& block : level.res_blocks) block.append_tensors(out);
+    for (const CausalConv3d& conv : level.upsample) conv.append_tensors(out);
+  }
+  out.insert(out.end(), {norm_out_weight_, norm_out_bias_});
+  conv_out_.append_tensors(out);
 }
 
 }  // namespace ditserve

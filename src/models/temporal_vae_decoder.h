@@ -48,6 +48,8 @@ class CausalConv3d {
   // x [N, T, H, W, in] -> [N, T, H, W, out]; output frame t sees input frames <= t.
   Tensor forward(Backend& be, const Tensor& x) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  // Appends every parameter tensor, in a fixed order (VideoDecoder::loaded_parameters).
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   std::array<int, 3> kernel_;
@@ -66,6 +68,7 @@ class TemporalResBlock {
   // x [N, T, H, W, in] -> [N, T, H, W, out].
   Tensor forward(Backend& be, const Tensor& x) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   int groups_;
@@ -93,6 +96,7 @@ class TemporalVaeDecoder {
   // then drops the first (time_factor - frames % time_factor) % time_factor frames.
   Tensor forward(Backend& be, const Tensor& z) const;
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   struct Level {  // one entry of block_res_blocks, and the conv_block above it

@@ -281,4 +281,20 @@ Tensor WanVAE::decode_patch_parallel(SpatialShardContext& ctx, const Tensor& lat
   return contiguous(out_be, ctx.gather(video, 2).permute({0, 4, 1, 2, 3}));
 }
 
+
+std::vector<Tensor> WanVAE::loaded_parameters() const {
+  std::vector<Tensor> out{mean_, std_};
+  post_quant_conv_.append_tensors(out);
+  conv_in_.append_tensors(out);
+  for (const WanResidualBlock& block : mid_res_) block.append_tensors(out);
+  for (const WanAttentionBlock& attention : mid_attn_) attention.append_tensors(out);
+  for (const Level& level : levels_) {
+    for (const WanResidualBlock& block : level.res_blocks) block.append_tensors(out);
+    for (const WanUpsample& upsample : level.upsample) upsample.append_tensors(out);
+  }
+  norm_out_.append_tensors(out);
+  conv_out_.append_tensors(out);
+  return out;
+}
+
 }  // namespace ditserve

@@ -73,12 +73,14 @@ class WanVAE final : public VideoDecoder {
   // (parallel/spatial_shards.h), each band decoded with its own causal caches, halo rows
   // exchanged before every spatial conv and the attention's keys and values gathered per
   // frame; the video is gathered on ctx's member 0. The model's device must be in ctx's
-  // fabric (parameters are copied to the members once per context). On a one-device
-  // context this is decode(), bit for bit. Throws InvalidArgument naming "rows" when the
+  // fabric; a member uses its own parameters where ctx lists them (loaded_parameters()),
+  // else this model's are copied to it once per context. On a one-device context this is
+  // decode(), bit for bit. Throws InvalidArgument naming "rows" when the
   // latents have fewer rows than ctx has members.
   Tensor decode_patch_parallel(SpatialShardContext& ctx, const Tensor& latents,
                                std::int64_t frames) override;
   bool decodes_patch_parallel() const override { return true; }
+  std::vector<Tensor> loaded_parameters() const override;
 
   // De-normalised latents after the post-quant conv, channels-last [N, T', h, w, z_dim]
   // in the compute dtype -> frames [N, 4(T'-1)+1, 8h, 8w, 3]. chunked: one latent frame at

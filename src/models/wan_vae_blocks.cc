@@ -110,6 +110,10 @@ Bands WanCausalConv3d::forward(SpatialShardContext& ctx, const Bands& x,
                        });
 }
 
+void WanCausalConv3d::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {weight_, bias_});
+}
+
 // ---- WanRmsNorm ------------------------------------------------------------------------
 
 WanRmsNorm::WanRmsNorm(const WeightLoader& w, std::int64_t channels, bool images)
@@ -127,6 +131,8 @@ Tensor WanRmsNorm::forward(Backend& be, const Tensor& x) const {
 Tensor WanRmsNorm::forward(SpatialShardContext& ctx, int member, const Tensor& x) const {
   return rms_norm(ctx.backend(member), x, ctx.param(gamma_, member), kRmsEps);
 }
+
+void WanRmsNorm::append_tensors(std::vector<Tensor>& out) const { out.push_back(gamma_); }
 
 // ---- WanResidualBlock ------------------------------------------------------------------
 
@@ -162,6 +168,14 @@ Bands WanResidualBlock::forward(SpatialShardContext& ctx, const Bands& x,
   h = conv2_.forward(ctx, norm_silu(norm2_, h), next_slots(caches));
   return ctx.zip(h, residual,
                  [](Backend& be, int, const Tensor& a, const Tensor& b) { return add(be, a, b); });
+}
+
+void WanResidualBlock::append_tensors(std::vector<Tensor>& out) const {
+  norm1_.append_tensors(out);
+  conv1_.append_tensors(out);
+  norm2_.append_tensors(out);
+  conv2_.append_tensors(out);
+  for (const WanCausalConv3d& conv : shortcut_) conv.append_tensors(out);
 }
 
 // ---- WanAttentionBlock -----------------------------------------------------------------
@@ -202,6 +216,11 @@ Bands WanAttentionBlock::forward(SpatialShardContext& ctx, const Bands& x) const
                               ctx.param(proj_bias_, m));
     return add(be, out.view(band.shape()), band);
   });
+}
+
+void WanAttentionBlock::append_tensors(std::vector<Tensor>& out) const {
+  norm_.append_tensors(out);
+  out.insert(out.end(), {qkv_weight_, qkv_bias_, proj_weight_, proj_bias_});
 }
 
 // ---- WanUpsample -----------------------------------------------------------------------
@@ -275,6 +294,12 @@ Bands WanUpsample::forward(SpatialShardContext& ctx, const Bands& x,
   return ctx.zip(y, conv, [&](Backend&, int, const Tensor& t, const Tensor& out) {
     return out.view({t.size(0), t.size(1), 2 * t.size(2), 2 * t.size(3), channels_ / 2});
   });
+}
+
+
+void WanUpsample::append_tensors(std::vector<Tensor>& out) const {
+  out.insert(out.end(), {conv_weight_, conv_bias_});
+  for (const WanCausalConv3d& conv : time_conv_) conv.append_tensors(out);
 }
 
 }  // namespace ditserve

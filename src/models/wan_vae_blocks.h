@@ -79,6 +79,8 @@ class WanCausalConv3d {
   Bands forward(SpatialShardContext& ctx, const Bands& x,
                 const std::vector<TemporalCache::Slot*>& slots) const;
   std::int64_t time_kernel() const { return kernel_[0]; }
+  // Appends every parameter tensor, in a fixed order (VideoDecoder::loaded_parameters).
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   std::array<int, 3> kernel_;
@@ -96,6 +98,7 @@ class WanRmsNorm {
   Tensor forward(Backend& be, const Tensor& x) const;
   // x on ctx's member `member` (per position, so a band needs nothing from the others).
   Tensor forward(SpatialShardContext& ctx, int member, const Tensor& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   Tensor gamma_;  // [C]
@@ -109,6 +112,7 @@ class WanResidualBlock {
   static void append_params(std::vector<ParamSpec>& specs, const std::string& prefix,
                             WanVaeLayout layout, std::int64_t in, std::int64_t out);
   Bands forward(SpatialShardContext& ctx, const Bands& x, const BandCaches& caches) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   WanRmsNorm norm1_, norm2_;
@@ -125,6 +129,7 @@ class WanAttentionBlock {
                             std::int64_t channels);
   // Each band's queries attend to the keys and values of all bands of the same frame.
   Bands forward(SpatialShardContext& ctx, const Bands& x) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   WanRmsNorm norm_;
@@ -144,6 +149,7 @@ class WanUpsample {
   // 2T - 1 for a whole sequence (cache == nullptr) and for the first chunk T (see top).
   // (On bands: the time_conv is 1x1 in space and the 3x3 conv exchanges one halo row.)
   Bands forward(SpatialShardContext& ctx, const Bands& x, const BandCaches& caches) const;
+  void append_tensors(std::vector<Tensor>& out) const;
 
  private:
   Bands time_double(SpatialShardContext& ctx, const Bands& x,

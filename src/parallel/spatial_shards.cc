@@ -31,9 +31,44 @@ SpatialShardContext::SpatialShardContext(Backend& be)
     : group_{{0}}, backends_{&be}, host_(make_backend(Device::cpu())) {}
 
 SpatialShardContext::SpatialShardContext(Fabric& fabric, DeviceGroup group)
-    : fabric_(&fabric), group_(std::move(group)), host_(make_backend(Device::cpu())) {
+    : SpatialShardContext(fabric, std::move(group), MemberParams{}) {}
+
+SpatialShardContext::SpatialShardContext(Fabric& fabric, DeviceGroup group, MemberParams own)
+    : fabric_(&fabric),
+      group_(std::move(group)),
+      host_(make_backend(Device::cpu())),
+      own_(std::move(own)) {
   group_.validate(fabric);
   for (const int rank : group_.ranks) backends_.push_back(&fabric.device(rank));
+  index_member_params();
+}
+
+void SpatialShardContext::index_member_params() {
+  if (own_.members.empty()) return;
+  DITSERVE_CHECK(static_cast<int>(own_.members.size()) == size(), "params: ",
+                 own_.members.size(), " member listings for ", size(), " members");
+  for (int i = 0; i < size(); ++i) {
+    const std::vector<Tensor>& mine = own_.members[static_cast<std::size_t>(i)];
+    if (mine.empty()) continue;
+    DITSERVE_CHECK(mine.size() == own_.model.size(), "params: member ", i, " lists ",
+                   mine.size(), " parameters, the model ", own_.model.size());
+    for (std::size_t j = 0; j < mine.size(); ++j) {
+      const Tensor& theirs = own_.model[j];
+      const Tensor& t = mine[j];
+      DITSERVE_CHECK(t.defined() == theirs.defined() &&
+                         (!t.defined() || (t.shape() == theirs.shape() &&
+                                           t.dtype() == theirs.dtype() &&
+                                           t.device() == backend(i).device())),
+                     "params: member ", i, "'s parameter ", j, " is ",
+                     t.defined() ? t.describe() : std::string("undefined"), ", the model's ",
+                     theirs.defined() ? theirs.describe() : std::string("undefined"),
+                     "; it must match the model's on ", backend(i).device().str());
+    }
+  }
+  for (std::size_t j = 0; j < own_.model.size(); ++j) {
+    const Tensor& t = own_.model[j];
+    if (t.defined()) own_index_.emplace(std::make_tuple(t.raw_data(), t.shape(), t.strides()), j);
+  }
 }
 
 SpatialShardContext::~SpatialShardContext() = default;
@@ -57,11 +92,18 @@ Tensor SpatialShardContext::param(const Tensor& t, int member) {
   if (!t.defined() || t.device() == be.device()) return t;
   DITSERVE_CHECK(fabric_ != nullptr, "SpatialShardContext: parameter ", t.describe(),
                  " is not on the context's device ", be.device().str());
+  const std::vector<Tensor>* mine =
+      own_.members.empty() ? nullptr : &own_.members[static_cast<std::size_t>(member)];
+  if (mine != nullptr && !mine->empty()) {
+    const auto listed = own_index_.find(std::make_tuple(t.raw_data(), t.shape(), t.strides()));
+    if (listed != own_index_.end()) return (*mine)[listed->second];
+  }
   const auto key = std::make_tuple(t.raw_data(), member, t.shape());
   const auto found = params_.find(key);
   if (found != params_.end()) return found->second.second;
   const Tensor copy = be.empty(t.shape(), t.dtype());
   fabric_->copy(rank_of(t), t, group_.ranks[static_cast<std::size_t>(member)], copy);
+  param_bytes_copied_ += static_cast<std::int64_t>(copy.nbytes());
   // The source is kept too, so its address cannot be reused by another tensor.
   params_.emplace(key, std::make_pair(t, copy));
   return copy;

@@ -15,6 +15,19 @@
 // with the model's own tensors, so a model written against this context gives the same
 // bits as its single-device code.
 //
+// Parameters: the model that drives a decode is one object on one device, and every op it
+// runs on a band asks param(t, member) for its tensor on that member's device. Where the
+// caller knows each member's own copy of the model (a serving runtime has loaded it on
+// every device), it hands the context both listings (MemberParams) and param() returns the
+// member's own tensor: a decode copies no parameters. Where a member holds no copy (tests,
+// one-model callers), param() copies the driving model's tensor there once per context.
+// Why per-member listings rather than one long-lived context per group in the caller: a
+// cached context still copies once per group and then keeps a second copy of the model
+// on every member for as long as it lives, and groups change from decode to decode; the
+// listings are checked once (counts, shapes, dtypes, devices) when the context is built,
+// the context holds the tensors it is given (no references into its caller), and it
+// depends only on tensors, not on the models or the runtime above it.
+//
 // One controller thread drives all members (like the collectives); not thread-safe.
 
 #include <cstdint>
@@ -32,12 +45,25 @@ namespace ditserve {
 // order along the height dim the operation names. Every band holds at least one row.
 using Bands = std::vector<Tensor>;
 
+// The driving model's parameters and each member's own copy of them. `model[j]` and
+// `members[i][j]` are the same parameter (same shape and dtype; undefined in both for an
+// absent one), the latter on member i's device; `members[i]` is empty where member i holds
+// no copy. `members` is empty or has one entry per member.
+struct MemberParams {
+  std::vector<Tensor> model;
+  std::vector<std::vector<Tensor>> members;
+};
+
 class SpatialShardContext {
  public:
   // One device: the plain single-device path.
   explicit SpatialShardContext(Backend& be);
   // Bands over `group`'s members (validated). The fabric must outlive the context.
   SpatialShardContext(Fabric& fabric, DeviceGroup group);
+  // The same, with members using their own parameters where `own` lists them. Throws
+  // InvalidArgument naming "params" (and the member and index) when a listing does not
+  // match the model's or lives on another device than its member's.
+  SpatialShardContext(Fabric& fabric, DeviceGroup group, MemberParams own);
   ~SpatialShardContext();
   SpatialShardContext(const SpatialShardContext&) = delete;
   SpatialShardContext& operator=(const SpatialShardContext&) = delete;
@@ -48,9 +74,10 @@ class SpatialShardContext {
   Backend& backend(int member) const;
 
   // A model parameter (living on any device of the fabric, or the single backend) on
-  // member's device: `t` itself when it lives there, else a copy made on first use and
-  // kept for the context's lifetime (so one context per group serves many decodes).
-  // Undefined tensors (absent biases) pass through.
+  // member's device: `t` itself when it lives there; else the member's own copy when the
+  // context was given one (MemberParams); else a copy made on first use and kept for the
+  // context's lifetime (so one context serves many decodes). Undefined tensors (absent
+  // biases) pass through.
   Tensor param(const Tensor& t, int member);
 
   // `full` (on any device of the fabric) cut along `dim` into even_split bands. Throws
@@ -86,6 +113,8 @@ class SpatialShardContext {
 
   // Bytes copied between devices by halo exchanges and gathers so far (not params).
   std::int64_t bytes_exchanged() const { return bytes_exchanged_; }
+  // Bytes of parameters param() copied to members that had no copy of their own.
+  std::int64_t param_bytes_copied() const { return param_bytes_copied_; }
 
  private:
   void check_bands(const char* op, const Bands& x) const;
@@ -97,15 +126,21 @@ class SpatialShardContext {
   // copied to the host.
   std::vector<double> reduced_channel_sums(const Bands& xs);
   int rank_of(const Tensor& t) const;
+  // Checks `own_` against the model's listing and indexes the model's tensors.
+  void index_member_params();
 
   Fabric* fabric_ = nullptr;  // null: single device
   DeviceGroup group_;
   std::vector<Backend*> backends_;
   std::unique_ptr<Backend> host_;
+  MemberParams own_;
+  // The model's parameters by address, shape and strides: their index in own_.model.
+  std::map<std::tuple<const void*, Shape, Shape>, std::size_t> own_index_;
   std::map<std::tuple<const void*, int, Shape>, std::pair<Tensor, Tensor>> params_;
   std::map<std::tuple<const void*, Shape>, std::pair<Tensor, Tensor>> host_params_;
   std::map<std::pair<int, std::int64_t>, Tensor> ones_;
   std::int64_t bytes_exchanged_ = 0;
+  std::int64_t param_bytes_copied_ = 0;
 };
 
 }  // namespace ditserve

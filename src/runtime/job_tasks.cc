@@ -157,8 +157,8 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
       }
       Tensor video;
       {
-        // Every member: the decode drives their backends (halo exchanges, the leader's
-        // parameters copied to them and freed at the end) from this thread.
+        // Every member: the decode drives their backends (halo exchanges, each member's
+        // bands through its own VAE's parameters) from this thread.
         const Lease lease(*this, ranks, job->spec.id);
         // Every device the decode holds takes part in it (a VAE without a group decode
         // leaves the others reserved, as the scheduler does).
@@ -167,7 +167,11 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
         Backend& be = *slot(leader).backend;
         const double t0 = now();
         const GenerationState state = job->holder == leader ? *job->state : device_copy(*job->checkpoint, be);
-        video = group_decode(*fabric_, DeviceGroup{group}, pipeline, state);
+        std::vector<Pipeline*> members;
+        for (int r : group) {
+          members.push_back(slot(r).pipelines[static_cast<std::size_t>(job->model)].get());
+        }
+        video = group_decode(*fabric_, DeviceGroup{group}, members, state);
         done.seconds = now() - t0;
         done.dop = static_cast<int>(group.size());
         if (job->holder == leader) job->state.reset();  // freed by the thread driving its device

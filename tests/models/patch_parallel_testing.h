@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "comm/fabric.h"
 #include "parallel/spatial_shards.h"
@@ -29,6 +30,43 @@ void expect_groups_match_one_device(Fabric& fabric, Vae& vae, const Tensor& z,
       EXPECT_EQ(err, 0.0) << "one member is the single-device path";
     } else {
       EXPECT_GT(ctx.bytes_exchanged(), 0);
+    }
+  }
+}
+
+// `on_rank[r]` is the same model as `vae` (same weights) loaded on the fabric's rank r;
+// `vae` itself lives on rank 0. Members that run their bands with their own loaded
+// parameters (MemberParams) copy none and give the same video, bit for bit, as members
+// given copies of `vae`'s; a member without its own copy still gets one.
+template <typename Vae>
+void expect_members_use_their_own_parameters(Fabric& fabric, Vae& vae,
+                                              const std::vector<Vae*>& on_rank, const Tensor& z,
+                                              std::int64_t frames, const Tensor& want,
+                                              double tolerance) {
+  for (const DeviceGroup& group :
+       {DeviceGroup{{0, 1}}, DeviceGroup{{2, 0, 3}}, DeviceGroup{{3, 1, 0, 2}}}) {
+    SpatialShardContext copies(fabric, group);
+    const std::vector<float> copied = vae.decode_patch_parallel(copies, z, frames).to_vector_f32();
+    EXPECT_GT(copies.param_bytes_copied(), 0) << group.size() << " members given copies";
+
+    MemberParams own{vae.loaded_parameters(), {}};
+    for (const int r : group.ranks) {
+      own.members.push_back(on_rank[static_cast<std::size_t>(r)]->loaded_parameters());
+    }
+    ASSERT_FALSE(own.model.empty());
+    SpatialShardContext mine(fabric, group, own);
+    const Tensor got = vae.decode_patch_parallel(mine, z, frames);
+    EXPECT_EQ(mine.param_bytes_copied(), 0) << group.size() << " members with their own";
+    EXPECT_EQ(got.to_vector_f32(), copied) << group.size() << " members";
+    EXPECT_LE(relative_error(got.to_vector_f32(), want.to_vector_f32()), tolerance);
+
+    // The last member without a copy of its own: only it is sent parameters.
+    own.members.back().clear();
+    SpatialShardContext some(fabric, group, own);
+    EXPECT_EQ(vae.decode_patch_parallel(some, z, frames).to_vector_f32(), copied);
+    EXPECT_GT(some.param_bytes_copied(), 0);
+    if (group.size() > 2) {  // two members off the model's device, one of them still copied
+      EXPECT_LT(some.param_bytes_copied(), copies.param_bytes_copied()) << group.size();
     }
   }
 }

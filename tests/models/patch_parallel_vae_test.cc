@@ -100,6 +100,22 @@ TEST_F(PatchParallelVaeTest, BandsDecodedAloneWouldFail) {
   EXPECT_GT(relative_error(stitched.to_vector_f32(), want.to_vector_f32()), 100 * kTolerance);
 }
 
+// Every member decoding with the VAE it loaded itself (as every serving device has) copies
+// no parameters and gives the video the copies give.
+TEST_F(PatchParallelVaeTest, MembersWithTheirOwnVaeCopyNoParameters) {
+  std::vector<std::unique_ptr<OpenSoraVAE>> loaded;
+  std::vector<OpenSoraVAE*> on_rank{vae_.get()};
+  for (int r = 1; r < kRanks; ++r) {
+    loaded.push_back(std::make_unique<OpenSoraVAE>(cfg_, *weights_, *backends_[r], DType::f32));
+    on_rank.push_back(loaded.back().get());
+  }
+  const std::int64_t frames = 5;
+  const Tensor z = latents(frames, 5, 3, 59);
+  const Tensor want = vae_->decode(z, frames);
+  testing::expect_members_use_their_own_parameters(*fabric_, *vae_, on_rank, z, frames, want,
+                                                   kTolerance);
+}
+
 TEST_F(PatchParallelVaeTest, RejectsMoreMembersThanRows) {
   const Tensor z = latents(1, 2, 3, 53);
   SpatialShardContext ctx(*fabric_, DeviceGroup{{0, 1, 2}});

@@ -88,6 +88,23 @@ TEST_F(WanPatchParallelVaeTest, OneDeviceIsBitIdenticalAndContextsAreReusable) {
             kTolerance);
 }
 
+// Every member decoding with the VAE it loaded itself (as every serving device has) copies
+// no parameters and gives the video the copies give; 2 latent frames, so the causal caches
+// and the first time doubling run.
+TEST_F(WanPatchParallelVaeTest, MembersWithTheirOwnVaeCopyNoParameters) {
+  std::vector<std::unique_ptr<WanVAE>> loaded;
+  std::vector<WanVAE*> on_rank{vae_.get()};
+  for (int r = 1; r < kRanks; ++r) {
+    loaded.push_back(std::make_unique<WanVAE>(cfg_, *weights_, *backends_[r], DType::f32));
+    on_rank.push_back(loaded.back().get());
+  }
+  const std::int64_t frames = 5;
+  const Tensor z = random_tensor({1, 16, 2, 5, 3}, 61, -2.0f, 2.0f);
+  const Tensor want = vae_->decode(z, frames);
+  testing::expect_members_use_their_own_parameters(*fabric_, *vae_, on_rank, z, frames, want,
+                                                   kTolerance);
+}
+
 // A causal conv on bands with halo rows is the whole conv; each band convolved alone
 // (zero rows at its edges instead of its neighbour's rows) is far outside the tolerance.
 TEST_F(WanPatchParallelVaeTest, MissingHaloWouldFail) {

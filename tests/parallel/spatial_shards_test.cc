@@ -10,6 +10,8 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/collectives.h"
@@ -116,6 +118,74 @@ TEST(SpatialShards, RejectsBandsThatDoNotMatchTheGroup) {
   EXPECT_THROW(ctx.group_norm({x, x}, 2, Tensor(), Tensor(), 1e-5f),
                InvalidArgument);                                   // band 1 on cpu:0
   EXPECT_THROW(ctx.split(x.narrow(1, 0, 1), 1), InvalidArgument);  // 1 row, 2 members
+}
+
+// A member given its own copy of the model's parameters gets that copy (the same tensor,
+// no transfer); one given none gets a copy of the model's, made once; a tensor the model
+// did not list is copied too; absent tensors pass through.
+TEST(SpatialShards, MembersUseTheirOwnParameters) {
+  Devices d({Device::cpu(0), Device::cpu(1), Device::cpu(2)});
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  const auto on = [&](int rank, const Tensor& t) {
+    return transfer(*host, t, *d.backends[static_cast<std::size_t>(rank)]);
+  };
+  const Tensor w_host = random_tensor({6, 3, 3, 8}, 2), b_host = random_tensor({6}, 3);
+  const Tensor w = on(0, w_host), b = on(0, b_host);    // the model's, on rank 0
+  const Tensor w1 = on(1, w_host), b1 = on(1, b_host);  // rank 1's own
+  MemberParams own{{w, Tensor(), b}, {{w, Tensor(), b}, {w1, Tensor(), b1}, {}}};
+  SpatialShardContext ctx(*d.fabric, DeviceGroup{{0, 1, 2}}, own);
+
+  EXPECT_EQ(ctx.param(w, 0).raw_data(), w.raw_data());
+  EXPECT_EQ(ctx.param(w, 1).raw_data(), w1.raw_data());
+  EXPECT_EQ(ctx.param(b, 1).raw_data(), b1.raw_data());
+  EXPECT_FALSE(ctx.param(Tensor(), 1).defined());
+  EXPECT_EQ(ctx.param_bytes_copied(), 0);
+
+  const Tensor w2 = ctx.param(w, 2);  // rank 2 has no copy of its own
+  EXPECT_EQ(w2.device(), Device::cpu(2));
+  EXPECT_EQ(w2.to_vector_f32(), w_host.to_vector_f32());
+  EXPECT_EQ(ctx.param_bytes_copied(), static_cast<std::int64_t>(w.nbytes()));
+  EXPECT_EQ(ctx.param(w, 2).raw_data(), w2.raw_data());  // made once
+  EXPECT_EQ(ctx.param_bytes_copied(), static_cast<std::int64_t>(w.nbytes()));
+
+  const Tensor unlisted = on(0, random_tensor({4}, 9));
+  EXPECT_EQ(ctx.param(unlisted, 1).device(), Device::cpu(1));
+  EXPECT_EQ(ctx.param_bytes_copied(), static_cast<std::int64_t>(w.nbytes() + unlisted.nbytes()));
+
+  // A conv whose member 1 runs with its own weights matches the kernels on the host.
+  const Tensor x = random_tensor({1, 7, 5, 8}, 1);
+  const Bands bands = ctx.split(on(0, x), 1);
+  const Bands conv = ctx.halo_conv(bands, 1, 1, [&](Backend& be, int m, const Tensor& t, int pad) {
+    return conv2d(be, t, ctx.param(w, m), ctx.param(b, m), {1, 1}, {pad, 1});
+  });
+  EXPECT_LE(relative_error(ctx.gather(conv, 1).to_vector_f32(),
+                           conv2d(*host, x, w_host, b_host, {1, 1}, {1, 1}).to_vector_f32()),
+            1e-5);
+}
+
+TEST(SpatialShards, RejectsMemberParamsThatDoNotMatchTheModel) {
+  Devices d({Device::cpu(0), Device::cpu(1)});
+  const DeviceGroup group{{0, 1}};
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  const auto on = [&](int rank, const Tensor& t) {
+    return transfer(*host, t, *d.backends[static_cast<std::size_t>(rank)]);
+  };
+  const Tensor w = on(0, random_tensor({4, 3}, 1)), b = on(0, random_tensor({4}, 2));
+  const auto rejected = [&](MemberParams own, const char* why) {
+    try {
+      SpatialShardContext ctx(*d.fabric, group, std::move(own));
+      ADD_FAILURE() << why << " was accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("params"), std::string::npos) << e.what();
+    }
+  };
+  rejected({{w, b}, {{w, b}}}, "one listing for two members");
+  rejected({{w, b}, {{}, {on(1, w)}}}, "a listing one parameter short");
+  rejected({{w, b}, {{}, {on(1, b), on(1, w)}}}, "parameters in another order");
+  rejected({{w, b}, {{}, {w, on(1, b)}}}, "a member's parameter on another device");
+  rejected({{w, b}, {{}, {on(1, w), Tensor()}}}, "an absent parameter the model has");
+  SpatialShardContext fine(*d.fabric, group, MemberParams{{w, b}, {{}, {on(1, w), on(1, b)}}});
+  EXPECT_EQ(fine.param_bytes_copied(), 0);
 }
 
 // A group of a GPU and a CPU device: halo rows, sums and keys cross between them

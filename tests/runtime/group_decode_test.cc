@@ -15,7 +15,8 @@
 
 // The runtime's VAE decode on a device group against Pipeline::decode on one device: both
 // tiny VAEs (Open-Sora's, Wan's), on groups of 1 to 4 CPU devices whose leader is not
-// always rank 0, give the one-device video up to rounding; the group's limits.
+// always rank 0, give the one-device video up to rounding, whether the members use their
+// own pipelines' VAEs or copies of the leader's; the group's limits.
 
 namespace ditserve::runtime {
 namespace {
@@ -64,6 +65,17 @@ void expect_groups_give_the_one_device_video(const std::string& model) {
     if (leader != 0) state.move_to(*backends[0], *backends[static_cast<std::size_t>(leader)]);
     const Tensor got = group_decode(fabric, group, *pipelines[static_cast<std::size_t>(leader)], state);
     ASSERT_EQ(got.shape(), want.shape()) << model << " on " << group.size();
+    // Every member's own pipeline (as the engine passes them), or only some: the same
+    // video as with the leader's parameters copied to the members, bit for bit.
+    std::vector<Pipeline*> members, some;
+    for (const int r : group.ranks) {
+      members.push_back(pipelines[static_cast<std::size_t>(r)].get());
+      some.push_back(some.empty() || r % 2 == 0 ? members.back() : nullptr);
+    }
+    EXPECT_EQ(max_abs_difference(group_decode(fabric, group, members, state), got), 0)
+        << model << " led by rank " << leader << " on " << group.size() << " devices, own VAEs";
+    EXPECT_EQ(max_abs_difference(group_decode(fabric, group, some, state), got), 0)
+        << model << " led by rank " << leader << " on " << group.size() << " devices, some own";
     EXPECT_TRUE(got.device().is_cpu());
     // Rounding only: the members sum GroupNorm statistics in another order.
     EXPECT_LE(max_abs_difference(got, want), 1e-4) << model << " led by rank " << leader << " on "
@@ -108,6 +120,23 @@ TEST(GroupDecode, RefusesAWrongLeaderAndTooFewRows) {
     EXPECT_THAT(e.what(), HasSubstr("rows"));
   }
   EXPECT_EQ(group_decode(fabric, DeviceGroup{{0, 1}}, pipeline, state).shape(), (Shape{1, 3, 1, 16, 16}));
+
+  // Member pipelines: one per member, the leader's first, each on its member's device.
+  Pipeline other(find_model("tiny"), *backends[1], std::nullopt);
+  const auto refused = [&](const DeviceGroup& group, const std::vector<Pipeline*>& members,
+                           const char* why) {
+    try {
+      group_decode(fabric, group, members, state);
+      ADD_FAILURE() << why << " was accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_THAT(e.what(), HasSubstr("group_decode")) << why;
+    }
+  };
+  refused(DeviceGroup{{0, 1}}, {&pipeline}, "one pipeline for two members");
+  refused(DeviceGroup{{0, 1}}, {nullptr, &other}, "no leader's pipeline");
+  refused(DeviceGroup{{0, 1, 2}}, {&pipeline, nullptr, &other}, "a pipeline on another member's device");
+  EXPECT_EQ(group_decode(fabric, DeviceGroup{{0, 1}}, {&pipeline, &other}, state).shape(),
+            (Shape{1, 3, 1, 16, 16}));
 }
 
 }  // namespace
