@@ -5,13 +5,25 @@
   2. a trace (the simulator's JSONL): N requests, Poisson arrivals, shapes from a mix,
      deadlines = --slo-scale x the shape's solo latency in the profile (encode + steps x
      step(DoP 1) + decode(DoP 1), as `ditserve simulate` makes them); or one given (--trace);
-  3. per policy: `ditserve serve --policy P --profile PROFILE` on the devices, a few
-     warm-up requests of every shape (not measured), the trace replayed over HTTP at its
-     arrival times (POST /v1/videos with deadline_ms, then the job's event stream until
-     it ends), the server stopped;
+  3. per policy: `ditserve serve --policy P --profile PROFILE --frozen-profile` on the
+     devices, a few warm-up requests of every shape (not measured), the trace replayed
+     over HTTP at its arrival times (POST /v1/videos with deadline_ms, then the job's
+     event stream until it ends), the server stopped;
   4. `ditserve simulate` on the same trace, profile, device count and policy;
   5. one JSON: per policy, measured vs simulated mean/p50/p99 latency and SLO attainment
-     with their relative differences (target: within 10%), the commands, commit, hardware.
+     with their relative differences (target: within 10%), the steps each ran at each DoP,
+     the commands, commit, hardware.
+
+The server keeps the profile's figures (`--frozen-profile`, --server-profile frozen), so
+its policy decides on the durations the simulator uses, and what still differs comes from
+real durations and event timing. Without it (--server-profile refined, what `serve` does
+by default) the server refines its profile from the durations it measures, warm-up
+requests included, and may run steps at other DoPs than the simulator: on two CPU devices
+the tiny model's DoP-2 step is only 4-18% slower than its DoP-1 step, so a few slow DoP-1
+steps (a shape's first step on a device, a busy core) make DoP 2 look faster, and
+tetriserve and elastic then grow requests to two devices that the simulator keeps on one
+(docs/SCHEDULING.md, "Serving vs the simulator"). `step_ms_by_dop` gives the median step
+the server measured, per shape and DoP, beside the profile's.
 
     # CPU dry run (tiny model; about 10 s per policy on 2 cores)
     python3 bench/serve_vs_sim.py --bin build/src/cli/ditserve --model tiny \\
@@ -236,6 +248,8 @@ def start_server(args, policy, profile_path, data_dir, env, n_requests):
     cmd = [args.bin, "serve", "--port", "0", "--devices", args.devices, "--models", args.model,
            "--policy", policy, "--profile", profile_path, "--data-dir", data_dir,
            "--max-queue", str(max(64, n_requests + 1)), "--timeout", "60"]
+    if args.server_profile == "frozen":
+        cmd += ["--frozen-profile"]
     if args.weights:
         cmd += ["--weights", f"{args.model}={args.weights}"]
     if args.random_weights is not None:
@@ -435,6 +449,32 @@ def duration_ratios(rows, profile):
     return {"step": med(step), "decode": med(decode), "encode": med(encode), "jobs": len(decode)}
 
 
+def step_ms_by_dop(jobs, profile):
+    """Per shape and DoP: the median duration of the server's steps (the difference of
+    denoise_s between consecutive step events; a step that first moved the state includes
+    the move) beside the profile's step_ms. These are the durations a refining server
+    learns from (its warm-up requests' too, not counted here)."""
+    by_name = {s["name"]: s for s in profile["shapes"]}
+    seen = {}
+    for j in jobs:
+        if j.status != "completed":
+            continue
+        before = 0.0
+        for _, kind, o in j.events:
+            if kind != "step" or not o.get("dop"):
+                continue
+            now = o["timings"]["denoise_s"]
+            seen.setdefault(j.line["shape"], {}).setdefault(str(o["dop"]), []).append((now - before) * 1000)
+            before = now
+    out = {}
+    for shape, dops in sorted(seen.items()):
+        for dop, ms in sorted(dops.items()):
+            out.setdefault(shape, {})[dop] = {
+                "measured_median_ms": percentile(sorted(ms), 0.5), "steps": len(ms),
+                "profile_ms": by_name.get(shape, {}).get("step_ms", {}).get(dop)}
+    return out
+
+
 def summarise_jobs(jobs):
     latencies, decoded, met, per_shape, rows, dop_steps = [], [], 0, {}, [], {}
     lags = [j.lag_s for j in jobs if j.lag_s is not None]
@@ -501,8 +541,10 @@ def measure_policy(args, policy, profile_path, trace, shapes, env):
             sys.exit(f"serve ({policy}) refused every request; the first: {jobs[0].error}")
         result = summarise_jobs(jobs)
         with open(profile_path) as f:
-            result["duration_vs_profile"] = duration_ratios(result["jobs"], json.load(f))
-        result.update({"server_command": cmd, "replay_wall_s": wall,
+            profile = json.load(f)
+        result["duration_vs_profile"] = duration_ratios(result["jobs"], profile)
+        result["step_ms_by_dop"] = step_ms_by_dop(jobs, profile)
+        result.update({"server_profile": args.server_profile, "server_command": cmd, "replay_wall_s": wall,
                        "warmup": {"requests": len(warmup), "steps": args.warmup_steps, "seconds": warmup_s}, "metrics_excerpt": metrics,
                        "server_output_tail": "".join(output[-15:])})
         return result
@@ -548,9 +590,30 @@ def compare(measured, simulated, target):
     return out
 
 
+def dop_text(dop_steps):
+    return " ".join(f"{k}:{v}" for k, v in sorted(dop_steps.items(), key=lambda kv: int(kv[0]))) or "-"
+
+
+def same_decisions(measured, simulated):
+    """Whether the server ran as many steps at each DoP as the simulator, and why not."""
+    m = {k: v for k, v in measured["dop_steps"].items() if v}
+    s = {str(k): v for k, v in simulated["dop_steps"].items() if v}
+    if m == s:
+        return {"same_dop_steps": True, "note": None}
+    if measured.get("server_profile", "refined") == "refined":
+        why = ("the server refined its profile from the durations it measured (warm-up included; "
+               "step_ms_by_dop) and its policy decided on those, the simulator on the profile's; "
+               "--server-profile frozen compares like for like")
+    else:
+        why = ("the server kept the profile's figures, so the DoPs differ through timing alone: real "
+               "durations (step_ms_by_dop) move the decision points and the requests each one sees")
+    return {"same_dop_steps": False, "note": f"steps by DoP: server {dop_text(m)}, simulator {dop_text(s)}: {why}"}
+
+
 def table(results, target):
     lines = [f"{'policy':<12} {'mean_s meas/sim (diff)':>26} {'p50_s meas/sim (diff)':>26} "
-             f"{'p99_s meas/sim (diff)':>26} {'SLO meas/sim':>14} {'done':>6} {'step/decode vs profile':>23}"]
+             f"{'p99_s meas/sim (diff)':>26} {'SLO meas/sim':>14} {'done':>6} {'step/decode vs profile':>23}"
+             f"  steps by DoP meas | sim"]
 
     def cell(c):
         if c["measured"] is None or c["simulated"] is None:
@@ -568,9 +631,17 @@ def table(results, target):
         lines.append(f"{policy:<12} {cell(c['mean_s'])} {cell(c['p50_s'])} {cell(c['p99_s'])} "
                      f"{100 * (slo['measured'] or 0):>5.1f}/{100 * (slo['simulated'] or 0):5.1f}% "
                      f"{r['measured']['latency']['completed']:>3}/{r['measured']['latency']['requests']:<3}"
-                     f"{ratio(r['measured'], 'step'):>12}/{ratio(r['measured'], 'decode')}")
+                     f"{ratio(r['measured'], 'step'):>12}/{ratio(r['measured'], 'decode'):<7}"
+                     f"  {dop_text(r['measured']['dop_steps'])} | {dop_text(r['simulated']['dop_steps'])}")
     lines.append(f"(diff = (measured - simulated) / simulated; target within {100 * target:.0f}%; step/decode: "
                  "median measured duration / the profile's)")
+    profiles = sorted({r["measured"].get("server_profile", "refined") for r in results.values()})
+    lines.append("server profile: " + ", ".join(profiles) + (
+        " (the profile's figures as loaded, as the simulator's)" if profiles == ["frozen"] else
+        " (refined from measured durations: the server's policy decides on other durations than the simulator's)"))
+    for policy, r in results.items():
+        if r["decisions"]["note"]:
+            lines.append(f"{policy}: {r['decisions']['note']}")
     return "\n".join(lines)
 
 
@@ -602,6 +673,9 @@ def main():
     ap.add_argument("--hardware-label", help="the profile's hardware field")
     ap.add_argument("--server-start-timeout-s", type=float, default=600, help="loading the model on every device")
     ap.add_argument("--drain-timeout-s", type=float, default=600, help="after the last arrival, before giving up")
+    ap.add_argument("--server-profile", choices=("frozen", "refined"), default="frozen",
+                    help="frozen: serve --frozen-profile, the server decides on the profile's figures as "
+                         "simulate does; refined: serve's default, figures refined from measured durations")
     ap.add_argument("--warmup-per-shape", type=int, default=None,
                     help="warm-up requests of each shape before the trace (default: one per device; 0: none)")
     ap.add_argument("--warmup-steps", type=int, default=2)
@@ -670,6 +744,9 @@ def main():
                 measured = json.load(f)
             if measured.get("trace_sha256") != sha256(trace_path) or measured.get("profile_sha256") != sha256(profile_path):
                 sys.exit(f"{measured_path}: measured on another trace or profile; use --redo or another --workdir")
+            if measured.get("server_profile", "refined") != args.server_profile:
+                sys.exit(f"{measured_path}: measured with --server-profile {measured.get('server_profile', 'refined')}; "
+                         "use --redo or another --workdir")
             log(f"{policy}: measured before ({measured_path})")
         else:
             measured = measure_policy(args, policy, profile_path, trace, shapes, env)
@@ -679,6 +756,7 @@ def main():
                 json.dump(measured, f, indent=2)
         simulated = simulate_policy(args, policy, profile_path, trace_path, workdir)
         results[policy] = {"measured": measured, "simulated": simulated,
+                           "decisions": same_decisions(measured, simulated),
                            "comparison": compare(measured["latency"], simulated["latency"], args.target),
                            "comparison_to_decoded": compare(measured["latency_to_decoded"], simulated["latency"],
                                                             args.target)}
@@ -695,6 +773,7 @@ def main():
         "uncommitted_changes": bool(git("status", "--porcelain")),
         "hardware": hardware(devices),
         "model": args.model, "weights": args.weights, "devices": args.devices,
+        "server_profile": args.server_profile,
         "workload": {"mix": shapes, "steps": args.steps, "requests": len(trace),
                      "slo_scale": args.slo_scale, "seed": args.seed,
                      "span_s": trace[-1]["arrival_s"], "generated": workload,

@@ -30,6 +30,7 @@ struct ServeArgs {
   std::vector<std::string> weights;  // MODEL=DIR
   std::vector<std::string> faults;   // DEVICE:STEPS or DEVICE:decode
   std::string profile;
+  bool frozen_profile = false;
   std::string video_format;  // empty: mp4 with FFmpeg, else y4m
   int timeout_s = 10;
 };
@@ -88,6 +89,7 @@ void run(ServeArgs a) {
     a.engine.faults.push_back(fault);
   }
   if (!a.profile.empty()) a.engine.profile = a.profile;
+  a.engine.refine_profile = !a.frozen_profile;
   const std::string format = a.video_format.empty() ? (built_with_ffmpeg() ? "mp4" : "y4m") : a.video_format;
   if (format == "mp4") {
     if (!built_with_ffmpeg())
@@ -172,8 +174,12 @@ void add_serve_command(CLI::App& app) {
                   "Videos as mp4 (H.264) or y4m (uncompressed) [default: mp4 when built with FFmpeg, else y4m]");
   cmd->add_option("--policy", args->engine.policy, "Scheduling policy (as ditserve simulate --policy)")
       ->capture_default_str();
-  cmd->add_option("--profile", args->profile,
-                  "Scheduler profile JSON (ditserve profile); default: estimated at start, refined online");
+  CLI::Option* profile = cmd->add_option(
+      "--profile", args->profile, "Scheduler profile JSON (ditserve profile); default: estimated at start, refined online");
+  cmd->add_flag("--frozen-profile", args->frozen_profile,
+                "Keep --profile's figures as loaded: observed durations refine nothing, so the policy decides "
+                "on the durations ditserve simulate uses (serve vs simulate comparisons)")
+      ->needs(profile);
   cmd->add_option("--data-dir", args->service.data_dir,
                   "Where jobs live: jobs.db (SQLite), outputs/, state/ (kept across restarts)")
       ->capture_default_str();

@@ -60,6 +60,17 @@ void EngineImpl::update_shapes(const std::vector<int>& changed) {
   for (int i : changed) scheduler_->update_shape(i, estimator_->profile().shapes[static_cast<std::size_t>(i)]);
 }
 
+void EngineImpl::learn(const Completion& c, int shape) {
+  if (!refine_profile_) return;
+  using Kind = Completion::Kind;
+  if (c.kind == Kind::kEncoded && c.seconds > 0) update_shapes(estimator_->observe_encode(shape, c.seconds));
+  if (c.kind == Kind::kStepped) {
+    for (double s : c.step_s) update_shapes(estimator_->observe_step(shape, c.dop, s));
+    if (c.move_s >= 0) update_shapes(estimator_->observe_move(shape, c.move_s));
+  }
+  if (c.kind == Kind::kDecoded && c.seconds > 0) update_shapes(estimator_->observe_decode(shape, c.dop, c.seconds));
+}
+
 void EngineImpl::pick_encoder() {
   for (int r = static_cast<int>(alive_.size()) - 1; r >= 0; --r)
     if (alive_[static_cast<std::size_t>(r)]) {
@@ -107,7 +118,7 @@ void EngineImpl::handle(Completion& c, double t) {
       return;
     }
     case Kind::kEncoded:
-      if (c.seconds > 0) update_shapes(estimator_->observe_encode(shape, c.seconds));
+      learn(c, shape);
       e.kind = sched::EventKind::kEncodeDone;
       scheduler_->on_event(e);
       if (job.cancel) return cancel_now();
@@ -116,14 +127,13 @@ void EngineImpl::handle(Completion& c, double t) {
       emit(job);
       return;
     case Kind::kStepped:
-      for (double s : c.step_s) update_shapes(estimator_->observe_step(shape, c.dop, s));
-      if (c.move_s >= 0) update_shapes(estimator_->observe_move(shape, c.move_s));
+      learn(c, shape);
       e.kind = sched::EventKind::kStepsDone;
       scheduler_->on_event(e);
       if (job.cancel) cancel_now();
       return;
     case Kind::kDecoded:
-      if (c.seconds > 0) update_shapes(estimator_->observe_decode(shape, c.dop, c.seconds));
+      learn(c, shape);
       e.kind = sched::EventKind::kDecodeDone;
       scheduler_->on_event(e);
       finish(job, job.cancel ? JobPhase::kCancelled : JobPhase::kCompleted, "");

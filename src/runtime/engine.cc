@@ -103,6 +103,8 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
       throw InvalidArgument(std::string("profile: ") + e.what());
     }
   } else {
+    if (!options.refine_profile)
+      throw InvalidArgument("refine_profile: a frozen profile needs a profile file (profile is empty)");
     base.model = model_names_.front();
     base.hardware = slots_.front()->name + " x" + std::to_string(n) + " (estimated online)";
   }
@@ -130,6 +132,7 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
     prior.decode_s_per_work = 2e-9;
   }
   estimator_ = std::make_unique<ProfileEstimator>(base, prior);
+  refine_profile_ = options.refine_profile;
   scheduler_ = std::make_unique<sched::Scheduler>(base, sched::ClusterConfig{n, 1}, std::move(policy));
 
   start_ = Clock::now();

@@ -121,6 +121,11 @@ struct EngineOptions {
   // Scheduler profile JSON (`ditserve profile`); empty = estimated at start-up, then
   // refined online from observed durations.
   std::filesystem::path profile;
+  // false: the scheduler keeps `profile`'s figures as loaded (REQUIRES a profile); observed
+  // durations refine nothing, so a policy decides on the durations `ditserve simulate`
+  // uses (serve vs simulate comparisons). Shapes the profile lacks keep their start-up
+  // estimates.
+  bool refine_profile = true;
   std::vector<FaultInjection> faults;
 };
 

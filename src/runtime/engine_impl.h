@@ -156,6 +156,9 @@ class EngineImpl final : public Engine {
   void dispatch(const std::vector<sched::Action>& actions);
   void finish(Job& job, JobPhase phase, const std::string& error);  // REQUIRES: mu_ held
   void update_shapes(const std::vector<int>& changed);              // REQUIRES: mu_ held
+  // The profile refined from a finished task's durations (`shape`: its request's), unless
+  // EngineOptions::refine_profile froze it.
+  void learn(const Completion& c, int shape);                       // REQUIRES: mu_ held
   void pick_encoder();                                              // REQUIRES: mu_ held
 
   // notify_loop.cc
@@ -181,6 +184,7 @@ class EngineImpl final : public Engine {
   std::vector<std::shared_ptr<Job>> by_request_;      // scheduler index -> job
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::unique_ptr<ProfileEstimator> estimator_;
+  bool refine_profile_ = true;  // EngineOptions::refine_profile
   std::vector<bool> alive_;
   int encoder_ = 0;  // the rank that runs text encodes
   std::atomic<bool> stopping_{false};
