@@ -280,6 +280,18 @@ void run(const ProfileArgs& a) {
                             " is neither an STDiT3 + Open-Sora VAE nor a Wan DiT + Wan VAE model");
     }
   }
+  // Every member's own VAE (rank 0's is the pipeline's, ranks 1.. their replicas'), listed
+  // for the decode context as the runtime's group_decode does: each member decodes its
+  // bands with the parameters it loaded, so no timed decode includes parameter copies.
+  std::vector<const VideoDecoder*> vaes = {&pipeline.vae()};
+  for (const LoadedModel& replica : replicas) vaes.push_back(replica.vae.get());
+  const auto own_parameters = [&](int dop) {
+    MemberParams own;
+    own.model = pipeline.vae().loaded_parameters();
+    for (int r = 0; r < dop; ++r)
+      own.members.push_back(vaes[static_cast<std::size_t>(r)]->loaded_parameters());
+    return own;
+  };
   const auto decode = [&](SpatialShardContext& ctx, const Tensor& latents, std::int64_t frames) {
     if (wan_vae != nullptr) return wan_vae->decode_patch_parallel(ctx, latents, frames);
     return vae->decode_patch_parallel(ctx, latents, frames);
@@ -343,11 +355,13 @@ void run(const ProfileArgs& a) {
                      s.name.c_str(), dop, static_cast<long long>(latents.size(3)));
         continue;
       }
-      SpatialShardContext ctx(fabric, first_ranks(dop));
+      SpatialShardContext ctx(fabric, first_ranks(dop), own_parameters(dop));
       sp.decode_s[dop] = measure(
           a.warmup, a.steps_timed, [&] { decode(ctx, latents, s.frames); }, sync_all);
-      std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms\n", s.name.c_str(), dop,
-                   sp.decode_s[dop] * 1e3);
+      // The copies say whether the figure is the runtime's (none where members have the model).
+      std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms, %lld parameter bytes copied\n",
+                   s.name.c_str(), dop, sp.decode_s[dop] * 1e3,
+                   static_cast<long long>(ctx.param_bytes_copied()));
     }
 
     // A whole request (latents and captions; Wan: the sampler history too) between two

@@ -122,9 +122,9 @@ void run(ServeArgs a) {
   std::string models;
   for (const std::string& m : service.models()) models += (models.empty() ? "" : ",") + m;
   std::printf("ditserve serve: listening on http://%s:%d (models %s, data %s; recovered %d completed, "
-              "%d resumed, %d cancelled, %d failed)\n",
+              "%d resumed, %d cancelled, %d failed; purged %d deleted)\n",
               a.http.host.c_str(), port, models.c_str(), a.service.data_dir.c_str(), recovered.completed,
-              recovered.resubmitted, recovered.cancelled, recovered.failed);
+              recovered.resubmitted, recovered.cancelled, recovered.failed, recovered.deleted);
   std::fflush(stdout);
 
   std::thread signal_waiter([&] {

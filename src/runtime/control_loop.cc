@@ -63,12 +63,21 @@ void EngineImpl::update_shapes(const std::vector<int>& changed) {
 void EngineImpl::learn(const Completion& c, int shape) {
   if (!refine_profile_) return;
   using Kind = Completion::Kind;
-  if (c.kind == Kind::kEncoded && c.seconds > 0) update_shapes(estimator_->observe_encode(shape, c.seconds));
+  using Phase = FirstUseFilter::Phase;
+  // A device's first run of some work (an encode of the shape; a step or decode of the
+  // shape at this DoP in this member position) includes its backend's lazy setup: that
+  // duration is left out, or the inflated figure would stay (first_use.h says why). Of a
+  // kStep action's steps only the first can be one; the others run on set-up devices.
+  if (c.kind == Kind::kEncoded && c.seconds > 0 && !first_uses_.first_use(Phase::kEncode, shape, c.ranks))
+    update_shapes(estimator_->observe_encode(shape, c.seconds));
   if (c.kind == Kind::kStepped) {
-    for (double s : c.step_s) update_shapes(estimator_->observe_step(shape, c.dop, s));
+    const bool first = !c.step_s.empty() && first_uses_.first_use(Phase::kStep, shape, c.ranks);
+    for (std::size_t i = first ? 1 : 0; i < c.step_s.size(); ++i)
+      update_shapes(estimator_->observe_step(shape, c.dop, c.step_s[i]));
     if (c.move_s >= 0) update_shapes(estimator_->observe_move(shape, c.move_s));
   }
-  if (c.kind == Kind::kDecoded && c.seconds > 0) update_shapes(estimator_->observe_decode(shape, c.dop, c.seconds));
+  if (c.kind == Kind::kDecoded && c.seconds > 0 && !first_uses_.first_use(Phase::kDecode, shape, c.ranks))
+    update_shapes(estimator_->observe_decode(shape, c.dop, c.seconds));
 }
 
 void EngineImpl::pick_encoder() {

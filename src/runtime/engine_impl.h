@@ -39,6 +39,7 @@
 #include "pipeline/pipeline.h"
 #include "runtime/device_worker.h"
 #include "runtime/engine.h"
+#include "runtime/first_use.h"
 #include "runtime/profile_estimator.h"
 #include "runtime/state_file.h"
 #include "sched/scheduler.h"
@@ -93,6 +94,7 @@ struct Completion {
   int device = -1;
   std::string error;
   int dop = 0;
+  std::vector<int> ranks;      // the devices that ran an encode, steps or a decode, leader first
   std::vector<double> step_s;  // seconds of each step run (move excluded)
   double move_s = -1;          // the state changed devices first, taking this long
   double seconds = 0;          // encode or decode
@@ -157,7 +159,8 @@ class EngineImpl final : public Engine {
   void finish(Job& job, JobPhase phase, const std::string& error);  // REQUIRES: mu_ held
   void update_shapes(const std::vector<int>& changed);              // REQUIRES: mu_ held
   // The profile refined from a finished task's durations (`shape`: its request's), unless
-  // EngineOptions::refine_profile froze it.
+  // EngineOptions::refine_profile froze it; a device's first run of some work is left out
+  // (FirstUseFilter).
   void learn(const Completion& c, int shape);                       // REQUIRES: mu_ held
   void pick_encoder();                                              // REQUIRES: mu_ held
 
@@ -185,6 +188,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::unique_ptr<ProfileEstimator> estimator_;
   bool refine_profile_ = true;  // EngineOptions::refine_profile
+  FirstUseFilter first_uses_;   // what each device has run, for learn()
   std::vector<bool> alive_;
   int encoder_ = 0;  // the rank that runs text encodes
   std::atomic<bool> stopping_{false};

@@ -27,6 +27,7 @@ void EngineImpl::run_encode(const std::shared_ptr<Job>& job, int rank) {
   Completion done;
   done.kind = Completion::Kind::kEncoded;
   done.job = job;
+  done.ranks = {rank};
   try {
     if (!job->cancel) {
       {
@@ -67,6 +68,7 @@ void EngineImpl::run_steps(const std::shared_ptr<Job>& job, std::vector<int> ran
     // The device holding the state leads the group, so the state need not move.
     const auto held = std::find(ranks.begin(), ranks.end(), job->holder);
     if (held != ranks.end()) std::rotate(ranks.begin(), held, held + 1);
+    done.ranks = ranks;
     const int leader = ranks.front();
     Backend& be = *slot(leader).backend;
     std::vector<DiffusionTransformer*> members;
@@ -174,6 +176,7 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
         video = group_decode(*fabric_, DeviceGroup{group}, members, state);
         done.seconds = now() - t0;
         done.dop = static_cast<int>(group.size());
+        done.ranks = group;
         if (job->holder == leader) job->state.reset();  // freed by the thread driving its device
       }
       if (stopping_) return;

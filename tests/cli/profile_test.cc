@@ -15,6 +15,13 @@ namespace {
 using testing::run_ditserve;
 using testing::TempDir;
 
+// The rest of the line of `out` from `start`'s first occurrence on ("" when none).
+std::string line_from(const std::string& out, const std::string& start) {
+  const std::size_t at = out.find(start);
+  if (at == std::string::npos) return {};
+  return out.substr(at, out.find('\n', at) - at);
+}
+
 TEST(ProfileCli, WritesAProfileTheSchedulerLoads) {
   TempDir dir("profile");
   const std::string out = (dir / "tiny.json").string();
@@ -23,6 +30,10 @@ TEST(ProfileCli, WritesAProfileTheSchedulerLoads) {
                                "0", "--out", out});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("32x32 step DoP 2"), std::string::npos) << r.out;  // progress lines
+  // A DoP-2 decode's members each decode their bands with their own loaded VAE, as the
+  // runtime's do: the timed decodes copy no parameters.
+  for (const char* decode : {"32x32 decode DoP 2:", "48x32 decode DoP 2:"})
+    EXPECT_NE(line_from(r.out, decode).find(", 0 parameter bytes copied"), std::string::npos) << r.out;
 
   const sched::Profile p = sched::load_profile(out);
   EXPECT_EQ(p.model, "tiny");
@@ -59,6 +70,8 @@ TEST(ProfileCli, TinyWanProfilesUlyssesStepsAndPatchParallelDecode) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("32x32 step DoP 2"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("32x32 decode DoP 2"), std::string::npos) << r.out;
+  EXPECT_NE(line_from(r.out, "32x32 decode DoP 2:").find(", 0 parameter bytes copied"), std::string::npos)
+      << r.out;
 
   const sched::Profile p = sched::load_profile(out);
   EXPECT_EQ(p.model, "tiny-wan");

@@ -117,7 +117,47 @@ TEST_P(FrozenProfile, RefinedProfileFollowsTheObservedDurations) {
   EXPECT_THAT(refined, Contains(1)) << policy;
 }
 
+
 INSTANTIATE_TEST_SUITE_P(Policies, FrozenProfile, ::testing::Values("elastic", "tetriserve"));
+
+// A one-step job on one device: its encode, step and decode are each the device's first
+// run of that work, so the profile (seen through the latency estimate, which reads only
+// the profile on an idle engine) stays as loaded; the same job again is measured.
+TEST(FirstUseObservations, TheFirstRunOfEachPhaseOnADeviceLeavesTheProfileAsLoaded) {
+  const ScratchDir scratch;
+  sched::Profile one_device = two_device_profile();
+  one_device.shapes.front().step_s = {{1, 10e-6}};
+  EngineOptions options = cpu_engine(1, "elastic");
+  options.profile = write_profile(one_device, scratch.path());
+  Recorder rec;
+  const auto engine = make_engine(options);
+  engine->set_listener(rec.listener());
+  const JobSpec probe = small_job("probe", scratch.path(), 1);
+  const double loaded = engine->estimate_latency_s(probe);
+
+  engine->submit(small_job("first", scratch.path(), 1));
+  const JobProgress first = rec.wait_terminal("first");
+  ASSERT_EQ(first.phase, JobPhase::kCompleted) << first.error;
+  EXPECT_EQ(engine->estimate_latency_s(probe), loaded);
+
+  engine->submit(small_job("second", scratch.path(), 1));
+  const JobProgress second = rec.wait_terminal("second");
+  ASSERT_EQ(second.phase, JobPhase::kCompleted) << second.error;
+  // A CPU encode, step and decode take milliseconds, the profile says 10 us each.
+  EXPECT_GT(engine->estimate_latency_s(probe), loaded);
+}
+
+// The first DoP-2 step is each device's first run of that work (lazy setup included), so
+// it refines nothing: the second step still runs at the profile's DoP 2, and only its
+// duration sends the request back to one device. (elastic re-decides the DoP at every
+// step; tetriserve runs a round's steps at one DoP, so its second step shows nothing.)
+TEST(FirstUseObservations, AFirstUseStepRefinesNothing) {
+  const std::vector<int> refined = served_step_dops("elastic", true);
+  ASSERT_EQ(refined.size(), static_cast<std::size_t>(kSteps));
+  EXPECT_EQ(refined[0], 2);
+  EXPECT_EQ(refined[1], 2);
+  EXPECT_THAT(refined, Contains(1));
+}
 
 TEST(FrozenProfileOptions, AFrozenProfileNeedsAProfileFile) {
   EngineOptions options = cpu_engine(1, "elastic");

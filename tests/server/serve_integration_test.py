@@ -8,6 +8,7 @@ import base64
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -327,10 +328,14 @@ class ServeTest(unittest.TestCase):
         s2 = self.start(devices="cpu:0")
         # How many of the quick jobs the scheduler had finished before the kill may vary;
         # every job is accounted for either way.
-        recovered = s2.banner.split("recovered ")[1]
-        completed, resumed, cancelled_n, failed = [int(w) for w in recovered.split() if w.isdigit()]
+        recovered = re.search(r"recovered (\d+) completed, (\d+) resumed, (\d+) cancelled, (\d+) failed; "
+                              r"purged (\d+) deleted", s2.banner)
+        self.assertIsNotNone(recovered, s2.banner)
+        completed, resumed, cancelled_n, failed, purged = [int(n) for n in recovered.groups()]
         self.assertEqual((completed + resumed, cancelled_n, failed), (4, 0, 0), s2.banner)
         self.assertGreaterEqual(resumed, 1, s2.banner)  # at least the long job
+        # The deleted job's record went at its cancellation, or (the kill came first) now.
+        self.assertLessEqual(purged, 1, s2.banner)
         ids = {v["id"] for v in requests.get(s2.url + "/v1/videos?limit=100").json()["data"]}
         self.assertEqual(ids, {done["id"], running["id"], *(q["id"] for q in queued)})
         self.assertEqual(requests.get(f"{s2.url}/v1/videos/{deleted['id']}").status_code, 404)  # stays deleted
