@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "kernels/attention.h"
 #include "kernels/conv.h"
+#include "kernels/copy.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/gemm.h"
 #include "tensor/error.h"
@@ -369,6 +370,57 @@ void add_attention(std::vector<Case>& cases) {
   }
 }
 
+// One cuDNN attention problem twice with different data (and key lengths): the first call
+// plans it (timing the candidate engine configurations with autotuning on), the second
+// must reuse that plan (no new cache entry) and still be right. On CUDA it also asserts
+// what the plan cache did. `cross`: STDiT3's cross-attention shape, 300 padded keys;
+// otherwise the spatial block's layout, q/k/v views of one qkv [B, S, 3, H, D].
+Case cudnn_attention_twice(bool cross) {
+  const AttnShape s = cross ? AttnShape{2, 256, 300, 16, 72} : AttnShape{2, 256, 256, 16, 72};
+  const float qk_scale = 2.0f / std::sqrt(std::sqrt(static_cast<float>(s.d)));
+  std::vector<Input> inputs;
+  for (int call = 0; call < 2; ++call) {
+    if (cross) {
+      inputs.push_back(floating({s.b, s.sq, s.h, s.d}, qk_scale));
+      inputs.push_back(floating({s.b, s.sk, s.h, s.d}, qk_scale));
+      inputs.push_back(floating({s.b, s.sk, s.h, s.d}));
+      inputs.push_back(lengths(s.b, s.sk));
+    } else {
+      inputs.push_back(floating({s.b, s.sq, 3, s.h, s.d}, qk_scale));
+    }
+  }
+  Case c{"attention",
+         attn_desc(s, cross ? " key_lengths, twice: plan cache hit, new data"
+                            : " q/k/v views of qkv[B,S,3,H,D], twice: plan cache hit, new data"),
+         inputs,
+         [cross](Backend& be, const std::vector<Tensor>& in) {
+           const auto call = [&](std::size_t first) {
+             if (!cross) {
+               const Tensor& qkv = in[first];
+               return attention(be, qkv.select(2, 0), qkv.select(2, 1), qkv.select(2, 2));
+             }
+             AttentionParams p;
+             p.key_lengths = in[first + 3];
+             return attention(be, in[first], in[first + 1], in[first + 2], p);
+           };
+           auto* gpu = dynamic_cast<cuda::CudaBackend*>(&be);
+           const std::size_t before = gpu ? gpu->cudnn_plans().size() : 0;
+           const Tensor first = call(0);
+           const std::size_t between = gpu ? gpu->cudnn_plans().size() : 0;
+           const Tensor second = call(cross ? 4 : 1);
+           if (gpu) {
+             DITSERVE_CHECK(between - before <= 1, "cuDNN plan cache: the first call made ",
+                            between - before, " plans; expected at most 1");
+             DITSERVE_CHECK(gpu->cudnn_plans().size() == between,
+                            "cuDNN plan cache: the second call of the same problem made ",
+                            gpu->cudnn_plans().size() - between, " plans; expected 0");
+           }
+           return concat(be, {first, second}, 0);
+         },
+         {DType::bf16, DType::f16}};
+  return c;
+}
+
 // STDiT3's temporal attention without permutes: q, k, v are blocks of one [3, B, F, P, C]
 // projection, each viewed as [B, F, P * heads, D] (head stride D, frame stride P * C).
 void add_stacked_temporal_attention(std::vector<Case>& cases) {
@@ -433,6 +485,8 @@ void add_math_cases(std::vector<Case>& cases) {
   add_linear_stacked(cases);
   add_matmul(cases);
   add_attention(cases);
+  cases.push_back(cudnn_attention_twice(false));
+  cases.push_back(cudnn_attention_twice(true));
   add_stacked_temporal_attention(cases);
   add_conv(cases);
 }

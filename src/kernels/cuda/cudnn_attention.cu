@@ -1,18 +1,42 @@
 // Attention through cuDNN's fused flash-attention engine. The graph below is the pattern
-// that engine recognises (the same one cuDNN's frontend emits for SDPA inference):
+// that engine recognises (the same one cuDNN's frontend emits for SDPA):
 //   S = Q K^T; S *= scale; [S += bias]; [S = padded ? S : -inf];
 //   P = exp(S - max(S)) / sum(exp(S - max(S)));  O = P V
-// (plus the softmax statistics max + log(sum) as a virtual output).
 // with key lengths expressed as cuDNN's padding mask (per-batch sequence lengths).
+// It comes in two variants: with the softmax statistics max + log(sum) as a virtual
+// output (the training pattern, which ditserve always used) and without them (the
+// frontend's inference pattern, generate_stats = false), which some cuDNN versions match
+// with other engines and some reject.
+//
+// Choosing a plan, once per problem (plan key: shapes, strides, dtype, mask, bias): the
+// first engine configuration of the stats pattern was ~15% slower than PyTorch's cuDNN
+// SDPA call on STDiT3's 720p spatial attention, so at a problem's first call up to
+// kMaxPlansPerPattern finalised configurations of each variant are timed on the call's
+// own data (one warm-up and kTimedRuns interleaved runs each, one stream sync) and the
+// fastest is cached, if it beats the stats pattern's first configuration by more than
+// kGemmMinGain (noise must not swap equal engines). The output never aliases the inputs
+// in ditserve; should it, the runs would read their own output, so tuning is skipped.
+// DITSERVE_CUDNN_AUTOTUNE=0 keeps the stats pattern's first configuration;
+// DITSERVE_CUDNN_DEBUG=1 prints the candidates, their times and the pick.
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <iostream>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cudnn_graph.h"
 #include "kernels/cuda/library_ops.h"
+#include "kernels/gemm_plan.h"
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/stream.h"
 
 namespace ditserve::cuda {
 namespace {
@@ -46,10 +70,13 @@ std::string plan_key(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   return key.str();
 }
 
-std::shared_ptr<CudnnGraph::Plan> build_plan(CudaBackend& be, const Tensor& q, const Tensor& k,
-                                             const Tensor& v, const Tensor& out,
-                                             bool padded, const Tensor& bias,
-                                             const std::string& key) {
+// Finalised configurations of cuDNN's heuristics for one problem, in heuristic order
+// (up to `max_plans`); `with_stats` picks the pattern variant.
+std::vector<std::shared_ptr<CudnnGraph::Plan>> build_plans(CudaBackend& be, const Tensor& q,
+                                                           const Tensor& k, const Tensor& v,
+                                                           const Tensor& out, bool padded,
+                                                           const Tensor& bias, bool with_stats,
+                                                           const std::string& key, int max_plans) {
   const std::int64_t b = q.size(0), sq = q.size(1), h = q.size(2), d = q.size(3);
   const std::int64_t sk = k.size(1);
   const cudnnDataType_t io = cudnn_type(q.dtype());
@@ -107,17 +134,167 @@ std::shared_ptr<CudnnGraph::Plan> build_plan(CudaBackend& be, const Tensor& q, c
   g.pointwise(CUDNN_POINTWISE_EXP, f32, centered, nullptr, exps);
   auto row_sum = g.virtual_tensor(f32, rows);
   g.reduction(CUDNN_REDUCE_TENSOR_ADD, exps, row_sum);
-  // The softmax statistics (max + log(sum)) are part of the pattern the engine matches,
-  // even for inference, where they stay virtual.
-  auto log_sum = g.virtual_tensor(f32, rows);
-  g.pointwise(CUDNN_POINTWISE_LOG, f32, row_sum, nullptr, log_sum);
-  auto stats = g.virtual_tensor(f32, rows);
-  g.pointwise(CUDNN_POINTWISE_ADD, f32, row_max, log_sum, stats);
+  if (with_stats) {
+    // The softmax statistics (max + log(sum)) of the training pattern, virtual here.
+    auto log_sum = g.virtual_tensor(f32, rows);
+    g.pointwise(CUDNN_POINTWISE_LOG, f32, row_sum, nullptr, log_sum);
+    auto stats = g.virtual_tensor(f32, rows);
+    g.pointwise(CUDNN_POINTWISE_ADD, f32, row_max, log_sum, stats);
+  }
   // The engine wants the probabilities in the I/O type for the second matmul.
   auto probs = g.virtual_tensor(io, scores);
   g.pointwise(CUDNN_POINTWISE_DIV, f32, exps, row_sum, probs);
   g.matmul(probs, v_t, o_t, seq_q, nullptr, seq_kv, false);
-  return g.build(key, /*exact_f32=*/false);
+  return g.build_candidates(key + (with_stats ? " [stats]" : " [no stats]"),
+                            /*exact_f32=*/false, max_plans);
+}
+
+// Configurations timed per pattern variant, and timed runs of each after its warm-up.
+constexpr int kMaxPlansPerPattern = 6;
+constexpr int kTimedRuns = 3;
+// A candidate needing more workspace than this is not tried unless it is the first: the
+// backend's workspace never shrinks, and flash-attention engines need little or none.
+constexpr std::int64_t kMaxTuningWorkspaceBytes = std::int64_t{64} << 20;
+
+struct Candidate {
+  std::shared_ptr<CudnnGraph::Plan> plan;
+  const char* pattern;  // "stats" or "no stats", for logs
+};
+
+// Bytes [begin, end) that a view's elements span (non-negative strides).
+std::pair<std::uintptr_t, std::uintptr_t> byte_span(const Tensor& t) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.raw_data());
+  std::int64_t last = 0;
+  for (std::int64_t i = 0; i < t.dim(); ++i) {
+    if (t.size(i) == 0) return {begin, begin};
+    last += (t.size(i) - 1) * std::abs(t.stride(i));
+  }
+  return {begin, begin + static_cast<std::uintptr_t>(last + 1) * dtype_size(t.dtype())};
+}
+
+// True if `out`'s bytes overlap those of any defined input.
+bool overlaps_inputs(const Tensor& out, std::initializer_list<const Tensor*> inputs) {
+  const auto [out_begin, out_end] = byte_span(out);
+  for (const Tensor* t : inputs) {
+    if (!t->defined()) continue;
+    const auto [begin, end] = byte_span(*t);
+    if (begin < out_end && out_begin < end) return true;
+  }
+  return false;
+}
+
+// Median milliseconds of kTimedRuns executions of each candidate (after one warm-up),
+// nullopt for one cuDNN refuses to launch. Rounds launch every candidate once, so clocks
+// settling during the measurement do not favour those timed last. Each run writes the
+// real output (the caller's execute overwrites it). Waits for the stream once.
+std::vector<std::optional<double>> time_candidates(CudaBackend& be,
+                                                   const std::vector<Candidate>& candidates,
+                                                   const std::vector<std::int64_t>& uids,
+                                                   const std::vector<void*>& pointers) {
+  std::int64_t workspace = 0;
+  for (const Candidate& c : candidates) workspace = std::max(workspace, c.plan->workspace_bytes);
+  // One buffer large enough for all: no reallocation between timed launches.
+  if (workspace > 0) be.workspace(static_cast<std::size_t>(workspace));
+  const auto run = [&](std::size_t i) {
+    return try_execute(be, *candidates[i].plan, uids, pointers) == CUDNN_STATUS_SUCCESS;
+  };
+  std::vector<std::size_t> runnable;  // warmed up
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (run(i)) runnable.push_back(i);
+  }
+  std::vector<std::optional<double>> times(candidates.size());
+  if (runnable.empty()) return times;
+  // Mark j is recorded just before launch j (of all rounds in order), one more after the last.
+  const std::size_t launches = runnable.size() * kTimedRuns;
+  std::vector<std::unique_ptr<Event>> marks;
+  for (std::size_t j = 0; j <= launches; ++j) {
+    marks.push_back(std::make_unique<Event>(be.device_index(), /*timing=*/true));
+  }
+  std::vector<bool> failed(candidates.size(), false);
+  for (std::size_t j = 0; j < launches; ++j) {
+    const std::size_t i = runnable[j % runnable.size()];
+    marks[j]->record(be.stream());
+    if (!run(i)) failed[i] = true;
+  }
+  marks[launches]->record(be.stream());
+  marks[launches]->synchronize();
+  std::vector<std::vector<double>> samples(candidates.size());
+  for (std::size_t j = 0; j < launches; ++j) {
+    samples[runnable[j % runnable.size()]].push_back(marks[j + 1]->elapsed_ms_since(*marks[j]));
+  }
+  for (const std::size_t i : runnable) {
+    if (!failed[i]) times[i] = median_ms(std::move(samples[i]));
+  }
+  return times;
+}
+
+void print_choice(const std::string& key, const std::vector<Candidate>& candidates,
+                  const std::vector<std::optional<double>>& times_ms, std::size_t chosen,
+                  const char* note) {
+  std::ostringstream os;
+  os << "ditserve cudnn attention plan: " << key << note << "\n";
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    os << "  #" << i << " " << candidates[i].pattern << " " << candidates[i].plan->engine
+       << " workspace " << candidates[i].plan->workspace_bytes << " B: ";
+    if (times_ms.empty()) {
+      os << "not timed";
+    } else if (!times_ms[i]) {
+      os << "failed to launch or skipped";
+    } else {
+      os << *times_ms[i] << " ms";
+    }
+    os << (i == chosen ? "  <- chosen" : "") << "\n";
+  }
+  std::cerr << os.str();
+}
+
+// The plan for one problem (nullptr: no engine takes it), made at its first call with
+// that call's uids and pointers (the seq_q fill already queued on be's stream).
+std::shared_ptr<CudnnGraph::Plan> choose_plan(CudaBackend& be, const Tensor& out, const Tensor& q,
+                                              const Tensor& k, const Tensor& v,
+                                              const Tensor& key_lengths, const Tensor& bias,
+                                              const std::string& key,
+                                              const std::vector<std::int64_t>& uids,
+                                              const std::vector<void*>& pointers) {
+  const CudnnTuningOptions& options = be.cudnn_plans().options();
+  const bool padded = key_lengths.defined();
+  if (!options.autotune) {
+    // ditserve's choice before autotuning: the stats pattern's first configuration.
+    auto plans = build_plans(be, q, k, v, out, padded, bias, /*with_stats=*/true, key, 1);
+    return plans.empty() ? nullptr : plans.front();
+  }
+  std::vector<Candidate> candidates;
+  for (auto& plan : build_plans(be, q, k, v, out, padded, bias, true, key, kMaxPlansPerPattern)) {
+    candidates.push_back({std::move(plan), "stats"});
+  }
+  try {
+    for (auto& plan :
+         build_plans(be, q, k, v, out, padded, bias, false, key, kMaxPlansPerPattern)) {
+      candidates.push_back({std::move(plan), "no stats"});
+    }
+  } catch (const Error& e) {
+    // Expected on cuDNN versions without the inference pattern: the stats one stands.
+    if (options.debug) std::cerr << "cuDNN " << key << ": no-stats pattern unavailable: " << e.what() << "\n";
+  }
+  if (candidates.empty()) return nullptr;
+  // Candidates beyond the first that need an outsized workspace are not tried.
+  const std::int64_t first_workspace = candidates.front().plan->workspace_bytes;
+  std::erase_if(candidates, [&](const Candidate& c) {
+    return c.plan->workspace_bytes > std::max(first_workspace, kMaxTuningWorkspaceBytes);
+  });
+  if (candidates.size() == 1) {
+    if (options.debug) print_choice(key, candidates, {}, 0, " (one candidate)");
+    return candidates.front().plan;
+  }
+  if (overlaps_inputs(out, {&q, &k, &v, &bias, &key_lengths})) {
+    if (options.debug) print_choice(key, candidates, {}, 0, " (output overlaps an input: not tuned)");
+    return candidates.front().plan;
+  }
+  const std::vector<std::optional<double>> times_ms = time_candidates(be, candidates, uids, pointers);
+  // None launched: keep the first, whose execute then reports cuDNN's error.
+  const std::size_t chosen = pick_fastest(times_ms, kGemmMinGain).value_or(0);
+  if (options.debug) print_choice(key, candidates, times_ms, chosen, "");
+  return candidates[chosen].plan;
 }
 
 }  // namespace
@@ -130,11 +307,7 @@ bool attention_cudnn(CudaBackend& be, const Tensor& out, const Tensor& q, const 
   if (bias.defined() && bias.dtype() != q.dtype()) return false;
   const std::string key = plan_key(q, k, v, out, key_lengths, bias);
   auto& cache = be.cudnn_plans();
-  if (!cache.contains(key)) {
-    cache.put(key, build_plan(be, q, k, v, out, key_lengths.defined(), bias, key));
-  }
-  const auto plan = cache.get(key);
-  if (plan == nullptr) return false;
+  if (cache.contains(key) && cache.get(key) == nullptr) return false;
 
   float scale_value = scale;
   float neg_inf = -std::numeric_limits<float>::infinity();
@@ -157,6 +330,11 @@ bool attention_cudnn(CudaBackend& be, const Tensor& out, const Tensor& q, const 
     uids.insert(uids.end(), {kSeqKv, kSeqQ, kNegInf});
     pointers.insert(pointers.end(), {key_lengths.raw_data(), seq_q.raw_data(), &neg_inf});
   }
+  if (!cache.contains(key)) {
+    cache.put(key, choose_plan(be, out, q, k, v, key_lengths, bias, key, uids, pointers));
+  }
+  const auto plan = cache.get(key);
+  if (plan == nullptr) return false;
   execute(be, *plan, uids, pointers);
   return true;
 }

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/gemm_plan.h"
 #include "tensor/cuda/stream.h"
 #include "tensor/error.h"
 
@@ -204,9 +205,42 @@ bool rounds_f32_inputs(cudnnBackendDescriptor_t config) {
   return false;
 }
 
+// cuDNN's global index of the engine behind `config`; -1 if it cannot be read.
+std::int64_t engine_global_index(cudnnBackendDescriptor_t config) {
+  CudnnDescriptor engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+  cudnnBackendDescriptor_t raw = engine.get();
+  std::int64_t count = 0, index = -1;
+  if (cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                               1, &count, &raw) != CUDNN_STATUS_SUCCESS ||
+      cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count,
+                               &index) != CUDNN_STATUS_SUCCESS) {
+    return -1;
+  }
+  return index;
+}
+
 }  // namespace
 
+bool cudnn_debug_from_env() {
+  const char* value = std::getenv("DITSERVE_CUDNN_DEBUG");
+  return value != nullptr && value[0] != '\0' && std::string(value) != "0";
+}
+
+CudnnTuningOptions CudnnTuningOptions::from_env() {
+  CudnnTuningOptions options;
+  options.autotune = parse_env_flag("DITSERVE_CUDNN_AUTOTUNE", std::getenv("DITSERVE_CUDNN_AUTOTUNE"),
+                                    options.autotune);
+  options.debug = cudnn_debug_from_env();
+  return options;
+}
+
 std::shared_ptr<CudnnGraph::Plan> CudnnGraph::build(const std::string& describe, bool exact_f32) {
+  std::vector<std::shared_ptr<Plan>> plans = build_candidates(describe, exact_f32, 1);
+  return plans.empty() ? nullptr : std::move(plans.front());
+}
+
+std::vector<std::shared_ptr<CudnnGraph::Plan>> CudnnGraph::build_candidates(
+    const std::string& describe, bool exact_f32, int max_plans) {
   auto graph_owner = std::make_unique<CudnnDescriptor>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
   CudnnDescriptor& graph = *graph_owner;
   std::vector<cudnnBackendDescriptor_t> ops;
@@ -220,9 +254,20 @@ std::shared_ptr<CudnnGraph::Plan> CudnnGraph::build(const std::string& describe,
                 cudnnGetErrorString(graph_status));
   }
   cudnnBackendDescriptor_t raw_graph = graph.get();
+  // The graph and everything it refers to, shared by the plans made from it.
+  auto graph_alive = std::make_shared<std::vector<std::unique_ptr<CudnnDescriptor>>>();
+  graph_alive->push_back(std::move(graph_owner));
+  for (auto& d : ops_) graph_alive->push_back(std::move(d));
+  for (auto& d : op_params_) graph_alive->push_back(std::move(d));
+  for (auto& d : tensors_) graph_alive->push_back(std::move(d));
+  ops_.clear();
+  op_params_.clear();
+  tensors_.clear();
   // DITSERVE_CUDNN_DEBUG=1 prints why no engine configuration finalised.
-  const bool debug = std::getenv("DITSERVE_CUDNN_DEBUG") != nullptr;
+  const bool debug = cudnn_debug_from_env();
+  std::vector<std::shared_ptr<Plan>> plans;
   for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    if (!plans.empty()) break;  // the fallback mode only when mode A gave nothing
     CudnnDescriptor heuristics(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     heuristics.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw_graph);
     heuristics.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
@@ -245,6 +290,7 @@ std::shared_ptr<CudnnGraph::Plan> CudnnGraph::build(const std::string& describe,
     }
     if (debug) std::cerr << "  " << returned << " configurations\n";
     for (std::int64_t i = 0; i < returned; ++i) {
+      if (static_cast<int>(plans.size()) >= max_plans) break;
       if (exact_f32 && rounds_f32_inputs(raw_configs[i])) continue;
       auto plan = std::make_unique<CudnnDescriptor>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
       plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle_);
@@ -256,26 +302,24 @@ std::shared_ptr<CudnnGraph::Plan> CudnnGraph::build(const std::string& describe,
       std::int64_t count = 0;
       cudnnBackendGetAttribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                CUDNN_TYPE_INT64, 1, &count, &result->workspace_bytes);
-      result->engine = (mode == CUDNN_HEUR_MODE_A ? "heuristic A #" : "fallback #") + std::to_string(i);
-      result->plan = std::move(plan);
+      result->engine = (mode == CUDNN_HEUR_MODE_A ? "heuristic A #" : "fallback #") +
+                       std::to_string(i) + " (engine " +
+                       std::to_string(engine_global_index(raw_configs[i])) + ")";
+      result->graph = graph_alive;
       result->keep_alive.push_back(std::move(configs[i]));
-      result->keep_alive.push_back(std::move(graph_owner));
-      for (auto& d : ops_) result->keep_alive.push_back(std::move(d));
-      for (auto& d : op_params_) result->keep_alive.push_back(std::move(d));
-      for (auto& d : tensors_) result->keep_alive.push_back(std::move(d));
-      ops_.clear();
-      op_params_.clear();
-      tensors_.clear();
-      return result;
+      result->plan = std::move(plan);
+      plans.push_back(std::move(result));
     }
   }
-  return nullptr;
+  return plans;
 }
 
-void execute(CudaBackend& be, const CudnnGraph::Plan& plan, const std::vector<std::int64_t>& uids,
-             const std::vector<void*>& pointers) {
+cudnnStatus_t try_execute(CudaBackend& be, const CudnnGraph::Plan& plan,
+                          const std::vector<std::int64_t>& uids, const std::vector<void*>& pointers) {
   CudnnDescriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  void* workspace = plan.workspace_bytes > 0 ? be.workspace(plan.workspace_bytes) : nullptr;
+  void* workspace = plan.workspace_bytes > 0
+                        ? be.workspace(static_cast<std::size_t>(plan.workspace_bytes))
+                        : nullptr;
   pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64,
            static_cast<std::int64_t>(uids.size()), uids.data());
   pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
@@ -283,7 +327,12 @@ void execute(CudaBackend& be, const CudnnGraph::Plan& plan, const std::vector<st
   pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
   pack.finalize();
   DeviceGuard guard(be.device_index());
-  check(cudnnBackendExecute(be.cudnn(), plan.plan->get(), pack.get()), "cudnnBackendExecute");
+  return cudnnBackendExecute(be.cudnn(), plan.plan->get(), pack.get());
+}
+
+void execute(CudaBackend& be, const CudnnGraph::Plan& plan, const std::vector<std::int64_t>& uids,
+             const std::vector<void*>& pointers) {
+  check(try_execute(be, plan, uids, pointers), "cudnnBackendExecute");
 }
 
 }  // namespace ditserve::cuda

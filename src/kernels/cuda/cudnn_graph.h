@@ -4,9 +4,16 @@
 // device pointers bound by tensor uid. Used by attention (the fused flash-attention
 // pattern) and convolution. Plans are cached per backend by a caller-chosen key, since
 // finalising one can take milliseconds (runtime-compiled engines).
+//
+// build() keeps the first engine configuration of cuDNN's heuristics that finalises (what
+// convolution uses). The first is not always the fastest (STDiT3's 720p spatial attention
+// ran ~15% slower than PyTorch's cuDNN SDPA call on the same shape), so build_candidates()
+// returns up to N finalised plans in heuristic order, for attention to time at its first
+// use (CudnnTuningOptions: DITSERVE_CUDNN_AUTOTUNE=0 keeps the first, as before).
 
 #include <cudnn.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -76,8 +83,14 @@ class CudnnGraph {
   // Finalises the graph and the first engine configuration cuDNN's heuristics offer that
   // finalises; nullptr if none does. `describe` names the graph in errors. With
   // exact_f32, engines that would round f32 inputs (TF32 tensor cores) are skipped.
+  // Throws if cuDNN rejects the operation graph itself.
   struct Plan;
   std::shared_ptr<Plan> build(const std::string& describe, bool exact_f32);
+  // Like build(), but up to `max_plans` finalised plans, in the order of heuristics mode A
+  // (those of the fallback mode only when mode A's finalise none); empty if none does.
+  // build() is build_candidates(describe, exact_f32, 1).front(). The plans share the graph.
+  std::vector<std::shared_ptr<Plan>> build_candidates(const std::string& describe,
+                                                      bool exact_f32, int max_plans);
 
  private:
   cudnnHandle_t handle_;
@@ -88,29 +101,59 @@ class CudnnGraph {
 };
 
 struct CudnnGraph::Plan {
-  std::unique_ptr<CudnnDescriptor> plan;
-  // The graph, its tensors and operations, and the engine configuration: kept alive for
-  // the plan's lifetime rather than relying on cuDNN copying them.
+  // The graph, its tensors and operations (shared by the candidate plans of one graph),
+  // and the engine configuration: kept alive for the plan's lifetime rather than relying
+  // on cuDNN copying them. Declared before `plan`, so they outlive it.
+  std::shared_ptr<std::vector<std::unique_ptr<CudnnDescriptor>>> graph;
   std::vector<std::unique_ptr<CudnnDescriptor>> keep_alive;
+  std::unique_ptr<CudnnDescriptor> plan;
   std::int64_t workspace_bytes = 0;
-  std::string engine;  // for logs: which engine cuDNN picked
+  std::string engine;  // for logs: which heuristic result and engine (global index)
 };
 
 // Executes a plan on be's stream. uids and pointers pair up (device pointers, or host
-// pointers for by-value tensors).
+// pointers for by-value tensors). Throws if cuDNN refuses to launch it.
 void execute(CudaBackend& be, const CudnnGraph::Plan& plan, const std::vector<std::int64_t>& uids,
              const std::vector<void*>& pointers);
+// execute() returning cuDNN's status instead of throwing (autotuning skips a candidate
+// that refuses to launch).
+cudnnStatus_t try_execute(CudaBackend& be, const CudnnGraph::Plan& plan,
+                          const std::vector<std::int64_t>& uids, const std::vector<void*>& pointers);
+
+// How a backend picks among cuDNN's engine configurations; read once per backend (its
+// CudnnPlanCache).
+struct CudnnTuningOptions {
+  // Attention times its candidate plans at a problem's first use and keeps the fastest;
+  // false keeps the first configuration of the stats pattern (ditserve's choice before).
+  bool autotune = true;
+  // Print heuristics results, candidate timings and the pick to stderr.
+  bool debug = false;
+
+  // DITSERVE_CUDNN_AUTOTUNE (default 1; "0" or "1", anything else throws InvalidArgument
+  // naming it) and DITSERVE_CUDNN_DEBUG (on when set to anything but "" or "0").
+  static CudnnTuningOptions from_env();
+};
+
+// DITSERVE_CUDNN_DEBUG's reading (see CudnnTuningOptions::debug).
+bool cudnn_debug_from_env();
 
 // Per-backend cache of plans by key; a null entry records "no engine for this graph".
 class CudnnPlanCache {
  public:
+  CudnnPlanCache() : options_(CudnnTuningOptions::from_env()) {}
+  explicit CudnnPlanCache(CudnnTuningOptions options) : options_(options) {}
+
+  const CudnnTuningOptions& options() const { return options_; }
   bool contains(const std::string& key) const { return plans_.count(key) != 0; }
   std::shared_ptr<CudnnGraph::Plan> get(const std::string& key) const { return plans_.at(key); }
   void put(const std::string& key, std::shared_ptr<CudnnGraph::Plan> plan) {
     plans_[key] = std::move(plan);
   }
+  // Keys planned so far (null entries included).
+  std::size_t size() const { return plans_.size(); }
 
  private:
+  CudnnTuningOptions options_;
   std::unordered_map<std::string, std::shared_ptr<CudnnGraph::Plan>> plans_;
 };
 
