@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/candidate_timing.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/library_ops.h"
@@ -236,40 +237,9 @@ std::vector<std::optional<double>> time_candidates(
   const std::uintptr_t shift =
       (reinterpret_cast<std::uintptr_t>(d) - reinterpret_cast<std::uintptr_t>(base)) % 256;
   void* const scratch_d = base + shift;
-  const auto run = [&](std::size_t i) {
+  return time_candidates_interleaved(be, candidates.size(), kGemmTimedRuns, [&](std::size_t i) {
     return launch(be, plan, candidates[i].algo, a, b, c, scratch_d) == CUBLAS_STATUS_SUCCESS;
-  };
-
-  std::vector<std::size_t> runnable;  // warmed up
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    if (run(i)) runnable.push_back(i);
-  }
-  std::vector<std::optional<double>> times(candidates.size());
-  if (runnable.empty()) return times;
-  // Rounds that launch every candidate once, so that the GPU's clocks settling during
-  // the measurement do not favour the candidates timed last. Mark j is recorded just
-  // before launch j (of all rounds in order), one more after the last.
-  const std::size_t launches = runnable.size() * kGemmTimedRuns;
-  std::vector<std::unique_ptr<Event>> marks;
-  for (std::size_t j = 0; j <= launches; ++j) {
-    marks.push_back(std::make_unique<Event>(be.device_index(), /*timing=*/true));
-  }
-  std::vector<bool> failed(candidates.size(), false);
-  for (std::size_t j = 0; j < launches; ++j) {
-    const std::size_t i = runnable[j % runnable.size()];
-    marks[j]->record(be.stream());
-    if (!run(i)) failed[i] = true;
-  }
-  marks[launches]->record(be.stream());
-  marks[launches]->synchronize();
-  std::vector<std::vector<double>> samples(candidates.size());
-  for (std::size_t j = 0; j < launches; ++j) {
-    samples[runnable[j % runnable.size()]].push_back(marks[j + 1]->elapsed_ms_since(*marks[j]));
-  }
-  for (const std::size_t i : runnable) {
-    if (!failed[i]) times[i] = median_ms(std::move(samples[i]));
-  }
-  return times;
+  });
 }
 
 void print_plan(const GemmPlanKey& key,

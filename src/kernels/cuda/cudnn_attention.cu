@@ -9,14 +9,16 @@
 // with other engines and some reject.
 //
 // Choosing a plan, once per problem (plan key: shapes, strides, dtype, mask, bias): the
-// first engine configuration of the stats pattern was ~15% slower than PyTorch's cuDNN
-// SDPA call on STDiT3's 720p spatial attention, so at a problem's first call up to
+// first engine configuration of the stats pattern took 6.1 ms per call on STDiT3's 720p
+// spatial attention where PyTorch's own cuDNN SDPA call took 5.3-5.6 ms (other runs,
+// docs/PERFORMANCE.md), so with tuning on, at a problem's first call up to
 // kMaxPlansPerPattern finalised configurations of each variant are timed on the call's
 // own data (one warm-up and kTimedRuns interleaved runs each, one stream sync) and the
 // fastest is cached, if it beats the stats pattern's first configuration by more than
 // kGemmMinGain (noise must not swap equal engines). The output never aliases the inputs
 // in ditserve; should it, the runs would read their own output, so tuning is skipped.
-// DITSERVE_CUDNN_AUTOTUNE=0 keeps the stats pattern's first configuration;
+// Tuning is opt-in (DITSERVE_CUDNN_AUTOTUNE=1) until it has been checked and timed on a
+// GPU; by default the stats pattern's first configuration is used, as before;
 // DITSERVE_CUDNN_DEBUG=1 prints the candidates, their times and the pick.
 
 #include <algorithm>
@@ -31,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/cuda/candidate_timing.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cudnn_graph.h"
 #include "kernels/cuda/library_ops.h"
@@ -195,37 +198,9 @@ std::vector<std::optional<double>> time_candidates(CudaBackend& be,
   for (const Candidate& c : candidates) workspace = std::max(workspace, c.plan->workspace_bytes);
   // One buffer large enough for all: no reallocation between timed launches.
   if (workspace > 0) be.workspace(static_cast<std::size_t>(workspace));
-  const auto run = [&](std::size_t i) {
+  return time_candidates_interleaved(be, candidates.size(), kTimedRuns, [&](std::size_t i) {
     return try_execute(be, *candidates[i].plan, uids, pointers) == CUDNN_STATUS_SUCCESS;
-  };
-  std::vector<std::size_t> runnable;  // warmed up
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    if (run(i)) runnable.push_back(i);
-  }
-  std::vector<std::optional<double>> times(candidates.size());
-  if (runnable.empty()) return times;
-  // Mark j is recorded just before launch j (of all rounds in order), one more after the last.
-  const std::size_t launches = runnable.size() * kTimedRuns;
-  std::vector<std::unique_ptr<Event>> marks;
-  for (std::size_t j = 0; j <= launches; ++j) {
-    marks.push_back(std::make_unique<Event>(be.device_index(), /*timing=*/true));
-  }
-  std::vector<bool> failed(candidates.size(), false);
-  for (std::size_t j = 0; j < launches; ++j) {
-    const std::size_t i = runnable[j % runnable.size()];
-    marks[j]->record(be.stream());
-    if (!run(i)) failed[i] = true;
-  }
-  marks[launches]->record(be.stream());
-  marks[launches]->synchronize();
-  std::vector<std::vector<double>> samples(candidates.size());
-  for (std::size_t j = 0; j < launches; ++j) {
-    samples[runnable[j % runnable.size()]].push_back(marks[j + 1]->elapsed_ms_since(*marks[j]));
-  }
-  for (const std::size_t i : runnable) {
-    if (!failed[i]) times[i] = median_ms(std::move(samples[i]));
-  }
-  return times;
+  });
 }
 
 void print_choice(const std::string& key, const std::vector<Candidate>& candidates,

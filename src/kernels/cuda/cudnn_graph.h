@@ -9,7 +9,7 @@
 // convolution uses). The first is not always the fastest (STDiT3's 720p spatial attention
 // ran ~15% slower than PyTorch's cuDNN SDPA call on the same shape), so build_candidates()
 // returns up to N finalised plans in heuristic order, for attention to time at its first
-// use (CudnnTuningOptions: DITSERVE_CUDNN_AUTOTUNE=0 keeps the first, as before).
+// use (CudnnTuningOptions: with DITSERVE_CUDNN_AUTOTUNE=1; by default the first, as before).
 
 #include <cudnn.h>
 
@@ -125,11 +125,12 @@ cudnnStatus_t try_execute(CudaBackend& be, const CudnnGraph::Plan& plan,
 struct CudnnTuningOptions {
   // Attention times its candidate plans at a problem's first use and keeps the fastest;
   // false keeps the first configuration of the stats pattern (ditserve's choice before).
-  bool autotune = true;
+  // Off by default until it has been checked and timed on a GPU (docs/PERFORMANCE.md).
+  bool autotune = false;
   // Print heuristics results, candidate timings and the pick to stderr.
   bool debug = false;
 
-  // DITSERVE_CUDNN_AUTOTUNE (default 1; "0" or "1", anything else throws InvalidArgument
+  // DITSERVE_CUDNN_AUTOTUNE (default 0; "0" or "1", anything else throws InvalidArgument
   // naming it) and DITSERVE_CUDNN_DEBUG (on when set to anything but "" or "0").
   static CudnnTuningOptions from_env();
 };
