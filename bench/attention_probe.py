@@ -1,31 +1,21 @@
 """What head dim 72 costs a flash kernel: PyTorch's SDPA backends (flash, cuDNN, memory-
 efficient) timed on STDiT3's 720p x 51f spatial attention (2 x 15 frames, 16 heads, 3 600
-tokens) at head dims 64, 72, 80, 96 and 128, bf16, CUDA events, median of 10 calls;
---layout packed takes q, k, v as views of one [B, S, 3, H, D] tensor, as ditserve's qkv
+tokens) at head dims 64, 72, 80, 96 and 128, bf16, CUDA events, median of 10 calls after
+3 warm-up calls (reference/timing.py); --layout packed takes q, k, v as views of one [B, S, 3, H, D] tensor, as ditserve's qkv
 GEMM writes them, instead of three contiguous [B, H, S, D] tensors.
 TFLOP/s counts 4 * S^2 * d per (frame, head) at the head dim given, so a kernel that pads
 72 to 128 shows 72/128 of its d = 128 rate. Writes a JSON (--json) and prints a table."""
 import argparse
 import json
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-
-def time_ms(fn, warmup=3, calls=10):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(calls):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+from timing import time_calls  # noqa: E402
 
 
 def main():
@@ -51,7 +41,7 @@ def main():
         for name, backend in backends.items():
             try:
                 with sdpa_kernel(backend):
-                    ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+                    ms = time_calls(lambda: F.scaled_dot_product_attention(q, k, v), 3, 10)["ms"]
             except RuntimeError as e:  # a backend that does not take this head dim
                 rows.append({"head_dim": d, "backend": name, "error": str(e).splitlines()[0][:200]})
                 continue

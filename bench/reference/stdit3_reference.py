@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from checkpoints import load_state
+from timing import time_calls
 
 CONFIGS = {
     # STDiT3-XL/2 (hpcai-tech/OpenSora-STDiT-v3)
@@ -250,20 +251,7 @@ def main():
         err = ((other - ref).norm() / ref.norm()).item()
         print(json.dumps({"relative_error": err, "shape": list(ref.shape)}))
     if args.bench > 0:
-        times = []
-        for _ in range(args.bench):
-            if args.device.startswith("cuda"):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                call()
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                import time
-                t0 = time.perf_counter()
-                call()
-                times.append((time.perf_counter() - t0) * 1e3)
+        times = time_calls(call, 0, args.bench, args.device)["ms_all"]
         print(json.dumps({"config": args.config, "latents": list(inputs["latents"].shape), "dtype": str(dtype), "device": args.device,
                           "forward_ms": sorted(times)[len(times) // 2], "all_ms": times}))
 

@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stdit3_reference import CONFIGS, STDiT3Reference, load_state_dict  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 ROWS = ["144p-51f", "240p-51f", "360p-51f", "480p-51f", "720p-51f", "720p-102f"]
 
@@ -48,25 +49,6 @@ class SdpaSTDiT3(STDiT3Reference):
             q, k = self.rope(q), self.rope(k)
         o = F.scaled_dot_product_attention(q, k, v)
         return self.linear(o.transpose(1, 2).reshape(n, length, self.C), prefix + "attn.proj")
-
-
-def time_calls(call, warmup, steps):
-    for _ in range(warmup):
-        call()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(steps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    ordered = sorted(times)
-    mid = len(ordered) // 2
-    ms = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-    return {"ms": ms, "ms_all": times,
-            "peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
 
 
 def bench_dit(args):

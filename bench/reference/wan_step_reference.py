@@ -22,6 +22,8 @@ import time
 import torch
 from safetensors.torch import load_file
 
+from timing import time_calls
+
 
 # CUDA when present; the CPU only to try the script on tiny shapes (no timing worth quoting).
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -32,28 +34,8 @@ def synchronize():
         torch.cuda.synchronize()
 
 
-def time_calls(call, warmup, steps):
-    for _ in range(warmup):
-        call()
-    synchronize()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        if DEVICE == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            call()
-            times.append((time.perf_counter() - t0) * 1e3)
-    ordered = sorted(times)
-    mid = len(ordered) // 2
-    ms = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-    peak = torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else 0.0
-    return {"ms": ms, "ms_all": times, "peak_allocated_mib": peak}
+def timed(call, warmup, steps):
+    return time_calls(call, warmup, steps, DEVICE)
 
 
 def reset_peak():
@@ -144,7 +126,7 @@ def bench_dit(args):
         out = {"name": name, "latent": row["latent"], "tokens": row["tokens"]}
         reset_peak()
         with torch.no_grad():
-            eager = time_calls(lambda: call(model), args.warmup, args.steps)
+            eager = timed(lambda: call(model), args.warmup, args.steps)
             out["eager_ms"], out["eager_ms_all"] = eager["ms"], eager["ms_all"]
             out["eager_peak_allocated_mib"] = eager["peak_allocated_mib"]
             print(f"{name}: diffusers eager {eager['ms']:.1f} ms/step", flush=True)
@@ -160,7 +142,7 @@ def bench_dit(args):
                 call(compiled)
                 synchronize()
                 out["compile_first_call_s"] = time.perf_counter() - t0
-                comp = time_calls(lambda: call(compiled), args.warmup, args.steps)
+                comp = timed(lambda: call(compiled), args.warmup, args.steps)
                 out["compiled_ms"], out["compiled_ms_all"] = comp["ms"], comp["ms_all"]
                 print(f"{name}: diffusers torch.compile {comp['ms']:.1f} ms/step "
                       f"(first call {out['compile_first_call_s']:.0f} s)", flush=True)
@@ -177,7 +159,7 @@ def bench_vae(args):
     z = torch.randn(1, 16, 1 + (args.frames - 1) // 4, h // 8, w // 8, generator=g).to(DEVICE)
     reset_peak()
     with torch.no_grad():
-        row = time_calls(lambda: vae.decode(z).sample, args.warmup, args.steps)
+        row = timed(lambda: vae.decode(z).sample, args.warmup, args.steps)
     row["name"] = f"vae-decode-{h}p-{args.frames}f"
     print(f"{row['name']}: diffusers eager {row['ms']:.1f} ms", flush=True)
     return {"component": "vae", "dtype": "f32", "reference": "diffusers AutoencoderKLWan", "rows": [row]}
@@ -200,7 +182,7 @@ def bench_umt5(args):
     mask = torch.ones_like(ids)
     reset_peak()
     with torch.no_grad():
-        row = time_calls(lambda: model(input_ids=ids, attention_mask=mask).last_hidden_state,
+        row = timed(lambda: model(input_ids=ids, attention_mask=mask).last_hidden_state,
                          args.warmup, args.steps)
     row["name"] = f"t5-encode-{args.tokens}"
     print(f"{row['name']}: transformers eager {row['ms']:.2f} ms", flush=True)
