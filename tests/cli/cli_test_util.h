@@ -98,6 +98,18 @@ inline std::vector<std::string> command_args(const std::string& command,
   return args;
 }
 
+// `generate` of the built-in `model` into `output`, small enough for a CPU test (5 frames
+// of 32x32, `steps` steps, seed 7); `overrides` replace or add options.
+inline std::vector<std::string> tiny_generate_args(
+    const std::string& model, int steps, const std::filesystem::path& output,
+    const std::map<std::string, std::string>& overrides = {}) {
+  return command_args("generate",
+                      {{"--model", model}, {"--prompt", "a red fox runs through a snowy forest"},
+                       {"--frames", "5"}, {"--size", "32x32"}, {"--steps", std::to_string(steps)},
+                       {"--seed", "7"}, {"-o", output.string()}},
+                      overrides);
+}
+
 // Runs a command that must fail: non-zero exit, one line "error: ..." containing every
 // string of `expected`, and nothing left in `out_dir`.
 inline void expect_rejected(const std::vector<std::string>& args, const TempDir& out_dir,

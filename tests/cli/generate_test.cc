@@ -19,14 +19,10 @@ using testing::probe_video;
 using testing::run_ditserve;
 using testing::TempDir;
 
-// `generate` with small defaults; `overrides` replace or add options.
+// `generate` of tiny in 2 steps; `overrides` replace or add options.
 std::vector<std::string> generate_args(const std::filesystem::path& output,
-    const std::map<std::string, std::string>& overrides = {}) {
-  return testing::command_args("generate",
-                               {{"--model", "tiny"}, {"--prompt", "a red fox runs through a snowy forest"},
-                                {"--frames", "5"}, {"--size", "32x32"}, {"--steps", "2"}, {"--seed", "7"},
-                                {"-o", output.string()}},
-                               overrides);
+                                       const std::map<std::string, std::string>& overrides = {}) {
+  return testing::tiny_generate_args("tiny", 2, output, overrides);
 }
 
 TEST(GenerateCli, TinyWritesValidMp4) {

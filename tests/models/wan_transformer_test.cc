@@ -9,6 +9,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/copy.h"
+#include "models/dit_testing.h"
 #include "support/random.h"
 #include "support/renamed_source.h"
 #include "tensor/error.h"
@@ -23,27 +24,16 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-// Random weights whose blocks all matter (the default init leaves them near zero).
-std::vector<ParamSpec> strong(std::vector<ParamSpec> specs) {
-  for (ParamSpec& s : specs) {
-    if (s.init == ParamInit::zeros) s.init = ParamInit::normal;
-    if (s.init == ParamInit::normal) s.std = 0.15f;
-  }
-  return specs;
-}
-
-Tensor i32(const std::vector<std::int32_t>& values) {
-  Tensor out = Tensor::empty_host({static_cast<std::int64_t>(values.size())}, DType::i32);
-  for (std::size_t i = 0; i < values.size(); ++i) out.data<std::int32_t>()[i] = values[i];
-  return out;
-}
+using testing::caption_lengths;
+using testing::strong_parameters;
 
 class WanTransformerTest : public ::testing::Test {
  protected:
   WanTransformerTest()
       : config_(wan_tiny()),
         cpu_(make_backend(Device::cpu())),
-        source_(random_weights(strong(wan_parameters(config_, WanLayout::original)), 11)) {}
+        source_(random_weights(
+            strong_parameters(wan_parameters(config_, WanLayout::original)), 11)) {}
 
   // latents [B, 16, T, H, W]; captions of 5 tokens (lengths 5 and 3).
   DenoiseInputs inputs(const Shape& latent_shape) const {
@@ -54,7 +44,7 @@ class WanTransformerTest : public ::testing::Test {
     ts.resize(static_cast<std::size_t>(b), 500.0f);
     in.timesteps = Tensor::from_vector(ts, {b});
     in.captions = testing::random_tensor({b, 5, config_.text_dim}, 2);
-    in.caption_lengths = b == 1 ? i32({4}) : i32({5, 3});
+    in.caption_lengths = b == 1 ? caption_lengths({4}) : caption_lengths({5, 3});
     return in;
   }
 
@@ -133,9 +123,11 @@ TEST_F(WanTransformerTest, ShapesThroughEveryStage) {
 TEST_F(WanTransformerTest, DeterministicBySeed) {
   const DenoiseInputs in = inputs({1, 16, 2, 4, 4});
   WanTransformer a(config_, WeightLoader(*source_, *cpu_, DType::f32));
-  const auto same_seed = random_weights(strong(wan_parameters(config_, WanLayout::original)), 11);
+  const auto same_seed =
+      random_weights(strong_parameters(wan_parameters(config_, WanLayout::original)), 11);
   WanTransformer b(config_, WeightLoader(*same_seed, *cpu_, DType::f32));
-  const auto other_seed = random_weights(strong(wan_parameters(config_, WanLayout::original)), 12);
+  const auto other_seed =
+      random_weights(strong_parameters(wan_parameters(config_, WanLayout::original)), 12);
   WanTransformer c(config_, WeightLoader(*other_seed, *cpu_, DType::f32));
   const std::vector<float> out = a.forward(in).to_vector_f32();
   EXPECT_EQ(a.forward(in).to_vector_f32(), out);  // and across calls (cached RoPE table)
@@ -175,7 +167,7 @@ TEST_F(WanTransformerTest, CaptionsPastTheirLengthAreZeroPadding) {
   EXPECT_LE(testing::relative_error(model.forward(padded).to_vector_f32(), want), 1e-6);
 
   DenoiseInputs shorter = in;
-  shorter.caption_lengths = i32({5, 2});
+  shorter.caption_lengths = caption_lengths({5, 2});
   EXPECT_GT(testing::relative_error(model.forward(shorter).to_vector_f32(), want), 1e-4);
 }
 
@@ -220,7 +212,7 @@ TEST_F(WanTransformerTest, BadInputsNameTheField) {
   long_caption.captions = testing::random_tensor({1, config_.text_len + 1, config_.text_dim}, 3);
   EXPECT_THAT(message(long_caption), HasSubstr("text_len"));
   DenoiseInputs bad_length = inputs({1, 16, 1, 2, 2});
-  bad_length.caption_lengths = i32({6});
+  bad_length.caption_lengths = caption_lengths({6});
   EXPECT_THAT(message(bad_length), HasSubstr("caption_lengths"));
   DenoiseInputs bad_t = inputs({1, 16, 1, 2, 2});
   bad_t.timesteps = Tensor::from_vector({1.0f, 2.0f}, {2});

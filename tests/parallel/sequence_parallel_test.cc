@@ -9,7 +9,9 @@
 
 #include "kernels/copy.h"
 #include "kernels/elementwise.h"
+#include "models/dit_testing.h"
 #include "models/stdit3.h"
+#include "parallel/group_forward_testing.h"
 #include "parallel/guidance_parallel.h"
 #include "parallel/replicate.h"
 #include "support/random.h"
@@ -27,44 +29,15 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr std::uint64_t kSeed = 23;
-constexpr int kRanks = 4;
 constexpr double kTolerance = 1e-5;
 
-// Open-Sora's initialisation (std 0.02, zero biases) leaves each block's contribution
-// far below the residual stream, so a wrongly sharded block would hide under the
-// tolerance; larger random values make every block, and the mixing across frames and
-// positions, visible in the output (checked by CouplingIsVisible below).
-std::vector<ParamSpec> strong_parameters(const STDiT3Config& config) {
-  std::vector<ParamSpec> specs = stdit3_parameters(config);
-  for (ParamSpec& s : specs) {
-    if (s.init == ParamInit::zeros) s.init = ParamInit::normal;
-    if (s.init == ParamInit::normal) s.std = 0.15f;
-  }
-  return specs;
-}
+using testing::first;
 
-Tensor lengths(const std::vector<std::int32_t>& values) {
-  Tensor out = Tensor::empty_host({static_cast<std::int64_t>(values.size())}, DType::i32);
-  for (std::size_t i = 0; i < values.size(); ++i) out.data<std::int32_t>()[i] = values[i];
-  return out;
-}
-
-class SequenceParallelTest : public ::testing::Test {
+class SequenceParallelTest : public testing::GroupForwardTest<STDiT3, FramePositionParallel> {
  protected:
   SequenceParallelTest()
-      : config_(stdit3_tiny()),
-        source_(random_weights(strong_parameters(config_), kSeed)),
-        host_(make_backend(Device::cpu())) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-      models_.push_back(std::make_unique<STDiT3>(
-          config_, WeightLoader(*source_, *backends_.back(), DType::f32)));
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
-    reference_ = std::make_unique<STDiT3>(config_, WeightLoader(*source_, *host_, DType::f32));
-  }
+      : GroupForwardTest(stdit3_tiny(),
+                         testing::strong_parameters(stdit3_parameters(stdit3_tiny())), kSeed) {}
 
   // Host inputs: latents [B, 4, T, H, W] (pixels 8x the latent size), captions of 6 tokens.
   DenoiseInputs inputs(const Shape& latent_shape) const {
@@ -75,79 +48,14 @@ class SequenceParallelTest : public ::testing::Test {
     ts.resize(static_cast<std::size_t>(b), 250.0f);
     in.timesteps = Tensor::from_vector(ts, {b});
     in.captions = testing::random_tensor({b, 6, config_.caption_channels}, 2);
-    in.caption_lengths = b == 1 ? lengths({4}) : lengths({6, 3});
+    in.caption_lengths =
+        b == 1 ? testing::caption_lengths({4}) : testing::caption_lengths({6, 3});
     in.fps = 24.0f;
     in.height = latent_shape[3] * 8;
     in.width = latent_shape[4] * 8;
     return in;
   }
-
-  struct Prepared {
-    std::vector<std::unique_ptr<SpatioTemporalStages>> owned;
-    std::vector<SpatioTemporalStages*> members;
-  };
-
-  // Every member's stages for `in` (tensors on the group's first member).
-  Prepared prepare(const DeviceGroup& group, const DenoiseInputs& in) {
-    const auto everywhere = [&](const Tensor& t) { return replicate(*fabric_, group, t, 0); };
-    const std::vector<Tensor> latents = everywhere(in.latents);
-    const std::vector<Tensor> timesteps = everywhere(in.timesteps);
-    const std::vector<Tensor> captions = everywhere(in.captions);
-    const std::vector<Tensor> caption_lengths = everywhere(in.caption_lengths);
-    Prepared out;
-    for (std::size_t i = 0; i < group.ranks.size(); ++i) {
-      DenoiseInputs mine = in;
-      mine.latents = latents[i];
-      mine.timesteps = timesteps[i];
-      mine.captions = captions[i];
-      mine.caption_lengths = caption_lengths[i];
-      out.owned.push_back(models_[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine));
-      out.members.push_back(out.owned.back().get());
-    }
-    return out;
-  }
-
-  // The group forward of `in` (tensors on the group's first member); the prediction stays
-  // on that member.
-  Tensor group_forward(const DeviceGroup& group, const DenoiseInputs& in) {
-    const Prepared prepared = prepare(group, in);
-    FramePositionParallel step;
-    return step.forward(*fabric_, group, prepared.members);
-  }
-
-  Backend& device(int rank) { return *backends_[static_cast<std::size_t>(rank)]; }
-
-  DenoiseInputs on_rank(const DenoiseInputs& host_in, int rank) {
-    DenoiseInputs in = host_in;
-    in.latents = transfer(*host_, host_in.latents, device(rank));
-    in.timesteps = transfer(*host_, host_in.timesteps, device(rank));
-    in.captions = transfer(*host_, host_in.captions, device(rank));
-    in.caption_lengths = transfer(*host_, host_in.caption_lengths, device(rank));
-    return in;
-  }
-
-  // The group forward of host inputs, returned on the host.
-  Tensor group_forward_host(const DeviceGroup& group, const DenoiseInputs& host_in) {
-    const int root = group.ranks[0];
-    const Tensor v = group_forward(group, on_rank(host_in, root));
-    EXPECT_EQ(v.device(), device(root).device());
-    return transfer(device(root), v, *host_);
-  }
-
-  STDiT3Config config_;
-  std::unique_ptr<WeightSource> source_;
-  std::unique_ptr<Backend> host_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::vector<std::unique_ptr<STDiT3>> models_;
-  std::unique_ptr<Fabric> fabric_;
-  std::unique_ptr<STDiT3> reference_;
 };
-
-DeviceGroup first(int k) {
-  DeviceGroup g;
-  for (int r = 0; r < k; ++r) g.ranks.push_back(r);
-  return g;
-}
 
 // T = 5 frames of S = 3x5 = 15 positions: 2, 3 and 4 members get uneven frame shards,
 // 2 and 4 uneven position shards.
@@ -265,8 +173,8 @@ TEST_F(SequenceParallelTest, GuidanceParallelMatchesTheBatchedForward) {
     const auto [prompt_half, null_half] = guidance_halves(g);
     EXPECT_EQ(prompt_half.size() + null_half.size(), g.size());
     EXPECT_GE(prompt_half.size(), null_half.size());
-    const Prepared prompt = prepare(prompt_half, on_rank(row(0), prompt_half.ranks[0]));
-    const Prepared null = prepare(null_half, on_rank(row(1), null_half.ranks[0]));
+    const Prepared prompt = prepare_host(prompt_half, row(0));
+    const Prepared null = prepare_host(null_half, row(1));
     FramePositionParallel scheme;
     const GuidedPrediction got =
         guidance_parallel_forward(*fabric_, g, scheme, prompt.members, null.members);

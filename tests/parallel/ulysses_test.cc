@@ -8,8 +8,9 @@
 #include <vector>
 
 #include "kernels/copy.h"
+#include "models/dit_testing.h"
 #include "models/wan_transformer.h"
-#include "parallel/replicate.h"
+#include "parallel/group_forward_testing.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -23,47 +24,16 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr std::uint64_t kSeed = 31;
-constexpr int kRanks = 4;
 constexpr double kTolerance = 1e-5;
 
-std::vector<ParamSpec> strong_parameters(const WanConfig& config) {
-  std::vector<ParamSpec> specs = wan_parameters(config, WanLayout::original);
-  for (ParamSpec& s : specs) {
-    if (s.init == ParamInit::zeros) s.init = ParamInit::normal;
-    if (s.init == ParamInit::normal) s.std = 0.15f;
-  }
-  return specs;
-}
+using testing::first;
 
-Tensor lengths(const std::vector<std::int32_t>& values) {
-  Tensor out = Tensor::empty_host({static_cast<std::int64_t>(values.size())}, DType::i32);
-  for (std::size_t i = 0; i < values.size(); ++i) out.data<std::int32_t>()[i] = values[i];
-  return out;
-}
-
-DeviceGroup first(int k) {
-  DeviceGroup g;
-  for (int r = 0; r < k; ++r) g.ranks.push_back(r);
-  return g;
-}
-
-class UlyssesTest : public ::testing::Test {
+class UlyssesTest : public testing::GroupForwardTest<WanTransformer, UlyssesParallel> {
  protected:
   explicit UlyssesTest(WanConfig config = wan_tiny())
-      : config_(config),
-        source_(random_weights(strong_parameters(config_), kSeed)),
-        host_(make_backend(Device::cpu())) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-      models_.push_back(std::make_unique<WanTransformer>(
-          config_, WeightLoader(*source_, *backends_.back(), DType::f32)));
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
-    reference_ =
-        std::make_unique<WanTransformer>(config_, WeightLoader(*source_, *host_, DType::f32));
-  }
+      : GroupForwardTest(config,
+                         testing::strong_parameters(wan_parameters(config, WanLayout::original)),
+                         kSeed) {}
 
   DenoiseInputs inputs(const Shape& latent_shape, std::uint32_t seed = 1) const {
     const std::int64_t b = latent_shape[0];
@@ -73,54 +43,10 @@ class UlyssesTest : public ::testing::Test {
     ts.resize(static_cast<std::size_t>(b), 400.0f);
     in.timesteps = Tensor::from_vector(ts, {b});
     in.captions = testing::random_tensor({b, 6, config_.text_dim}, seed + 1);
-    in.caption_lengths = b == 1 ? lengths({4}) : lengths({6, 3});
+    in.caption_lengths =
+        b == 1 ? testing::caption_lengths({4}) : testing::caption_lengths({6, 3});
     return in;
   }
-
-  struct Prepared {
-    std::vector<std::unique_ptr<FullAttentionStages>> owned;
-    std::vector<FullAttentionStages*> members;
-  };
-
-  // Every member's stages for host inputs, replicated from the group's first member.
-  Prepared prepare(const DeviceGroup& group, const DenoiseInputs& host_in) {
-    Backend& root = *backends_[static_cast<std::size_t>(group.ranks[0])];
-    const auto everywhere = [&](const Tensor& t) {
-      return replicate(*fabric_, group, transfer(*host_, t, root), 0);
-    };
-    const std::vector<Tensor> latents = everywhere(host_in.latents);
-    const std::vector<Tensor> timesteps = everywhere(host_in.timesteps);
-    const std::vector<Tensor> captions = everywhere(host_in.captions);
-    const std::vector<Tensor> caption_lengths = everywhere(host_in.caption_lengths);
-    Prepared out;
-    for (std::size_t i = 0; i < group.ranks.size(); ++i) {
-      DenoiseInputs mine = host_in;
-      mine.latents = latents[i];
-      mine.timesteps = timesteps[i];
-      mine.captions = captions[i];
-      mine.caption_lengths = caption_lengths[i];
-      out.owned.push_back(models_[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine));
-      out.members.push_back(out.owned.back().get());
-    }
-    return out;
-  }
-
-  Tensor group_forward(const DeviceGroup& group, const DenoiseInputs& host_in) {
-    const Prepared prepared = prepare(group, host_in);
-    UlyssesParallel ulysses;
-    const Tensor v = ulysses.forward(*fabric_, group, prepared.members);
-    const Backend& root = *backends_[static_cast<std::size_t>(group.ranks[0])];
-    EXPECT_EQ(v.device(), root.device());
-    return transfer(*backends_[static_cast<std::size_t>(group.ranks[0])], v, *host_);
-  }
-
-  WanConfig config_;
-  std::unique_ptr<WeightSource> source_;
-  std::unique_ptr<Backend> host_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::vector<std::unique_ptr<WanTransformer>> models_;
-  std::unique_ptr<Fabric> fabric_;
-  std::unique_ptr<WanTransformer> reference_;
 };
 
 // 2 x 2 x 5 = 20 tokens and 4 heads: 3 members get uneven rows (7, 7, 6) and heads (2, 1, 1).
@@ -128,7 +54,7 @@ TEST_F(UlyssesTest, OneToFourMembersMatchOneDevice) {
   const DenoiseInputs in = inputs({2, 16, 2, 4, 10});
   const Tensor want = reference_->forward(in);
   for (int k = 1; k <= kRanks; ++k) {
-    const Tensor got = group_forward(first(k), in);
+    const Tensor got = group_forward_host(first(k), in);
     ASSERT_EQ(got.shape(), want.shape()) << k << " members";
     EXPECT_LE(testing::relative_error(got, want), kTolerance) << k << " members";
   }
@@ -141,18 +67,21 @@ TEST_F(UlyssesTest, GroupChangingBetweenForwards) {
   const DenoiseInputs b = inputs({1, 16, 3, 2, 6}, 5);
   const Tensor want_a = reference_->forward(a);
   const Tensor want_b = reference_->forward(b);
-  EXPECT_LE(testing::relative_error(group_forward(DeviceGroup{{2, 0}}, a), want_a), kTolerance);
-  EXPECT_LE(testing::relative_error(group_forward(DeviceGroup{{1, 3, 0}}, b), want_b), kTolerance);
-  EXPECT_LE(testing::relative_error(group_forward(DeviceGroup{{3, 2, 1, 0}}, a), want_a),
+  EXPECT_LE(testing::relative_error(group_forward_host(DeviceGroup{{2, 0}}, a), want_a),
             kTolerance);
-  EXPECT_LE(testing::relative_error(group_forward(DeviceGroup{{1}}, b), want_b), kTolerance);
+  EXPECT_LE(testing::relative_error(group_forward_host(DeviceGroup{{1, 3, 0}}, b), want_b),
+            kTolerance);
+  EXPECT_LE(testing::relative_error(group_forward_host(DeviceGroup{{3, 2, 1, 0}}, a), want_a),
+            kTolerance);
+  EXPECT_LE(testing::relative_error(group_forward_host(DeviceGroup{{1}}, b), want_b),
+            kTolerance);
 }
 
 // Fewer tokens than members (a member without rows) still matches.
 TEST_F(UlyssesTest, MoreMembersThanTokens) {
   const DenoiseInputs in = inputs({1, 16, 1, 2, 6});  // 3 tokens
   const Tensor want = reference_->forward(in);
-  EXPECT_LE(testing::relative_error(group_forward(first(4), in), want), kTolerance);
+  EXPECT_LE(testing::relative_error(group_forward_host(first(4), in), want), kTolerance);
 }
 
 // The tolerance would catch a wrong exchange: one token's latents move every other
@@ -176,11 +105,11 @@ TEST_F(UlyssesTest, GuidanceHalvesMatchTwoForwards) {
   DenoiseInputs prompt = inputs({1, 16, 2, 2, 4});
   DenoiseInputs null = prompt;
   null.captions = testing::random_tensor({1, 6, config_.text_dim}, 17);
-  null.caption_lengths = lengths({2});
+  null.caption_lengths = testing::caption_lengths({2});
   const DeviceGroup group = first(4);
   const auto [prompt_group, null_group] = guidance_halves(group);
-  const Prepared p = prepare(prompt_group, prompt);
-  const Prepared n = prepare(null_group, null);
+  const Prepared p = prepare_host(prompt_group, prompt);
+  const Prepared n = prepare_host(null_group, null);
   const GuidedPrediction out = ulysses_guidance_forward(*fabric_, group, p.members, n.members);
   ASSERT_EQ(out.cond.device(), backends_[0]->device());
   ASSERT_EQ(out.uncond.device(), backends_[0]->device());
@@ -194,7 +123,7 @@ TEST_F(UlyssesTest, GuidanceHalvesMatchTwoForwards) {
 
 TEST_F(UlyssesTest, MismatchedMembersAreRefused) {
   const DenoiseInputs in = inputs({1, 16, 1, 2, 2});
-  const Prepared p = prepare(first(2), in);
+  const Prepared p = prepare_host(first(2), in);
   UlyssesParallel ulysses;
   try {
     ulysses.forward(*fabric_, first(3), p.members);
@@ -225,7 +154,7 @@ TEST_F(UlyssesFewHeadsTest, MembersWithoutHeadsMatchOneDevice) {
   const DenoiseInputs in = inputs({2, 16, 2, 2, 6});
   const Tensor want = reference_->forward(in);
   for (int k = 2; k <= kRanks; ++k) {
-    EXPECT_LE(testing::relative_error(group_forward(first(k), in), want), kTolerance)
+    EXPECT_LE(testing::relative_error(group_forward_host(first(k), in), want), kTolerance)
         << k << " members";
   }
 }

@@ -27,6 +27,13 @@ GenerationParams params(const std::string& prompt = "a cat", int steps = 3) {
   return p;
 }
 
+// Options storing under `data`, the others at their defaults.
+ServiceOptions stored_in(const std::filesystem::path& data) {
+  ServiceOptions options;
+  options.data_dir = data;
+  return options;
+}
+
 // Polls until the job is terminal (the fake engine takes a few ms per job).
 Job wait_terminal(const JobService& service, const std::string& id, JobKind kind = JobKind::kVideo) {
   for (int i = 0; i < 2000; ++i) {
@@ -43,8 +50,7 @@ Job wait_terminal(const JobService& service, const std::string& id, JobKind kind
 struct Server {
   explicit Server(const std::filesystem::path& data, FakeEngine::Options o = {}, std::size_t max_queue = 64)
       : engine(std::make_unique<FakeEngine>(o)) {
-    ServiceOptions options;
-    options.data_dir = data;
+    ServiceOptions options = stored_in(data);
     options.max_queue = max_queue;
     service = std::make_unique<JobService>(*engine, options);
   }
@@ -303,9 +309,7 @@ class ScriptedEngine : public runtime::Engine {
 TEST(JobService, OutputWrittenAfterTheDeleteIsRemoved) {
   TempDataDir dir("service_delete_late_output");
   ScriptedEngine engine;
-  ServiceOptions options;
-  options.data_dir = dir.path();
-  JobService service(engine, options);
+  JobService service(engine, stored_in(dir.path()));
   const Job job = service.create(params(), JobKind::kVideo);
   engine.report(job.spec.id, JobPhase::kDecoding, 3);
   std::ofstream(job.spec.state_file) << 3;
@@ -330,9 +334,7 @@ TEST(JobService, OutputWrittenAfterTheDeleteIsRemoved) {
 TEST(JobService, TerminalEventRacingTheDeleteLeavesNothing) {
   TempDataDir dir("service_delete_race");
   ScriptedEngine engine;
-  ServiceOptions options;
-  options.data_dir = dir.path();
-  JobService service(engine, options);
+  JobService service(engine, stored_in(dir.path()));
   const Job job = service.create(params(), JobKind::kVideo);
   const Job other = service.create(params(), JobKind::kVideo);
   engine.report(job.spec.id, JobPhase::kDenoising, 1);
@@ -352,9 +354,7 @@ TEST(JobService, TerminalEventRacingTheDeleteLeavesNothing) {
 TEST(JobService, DeleteDuringSubmissionCancelsOnceSubmitted) {
   TempDataDir dir("service_delete_submitting");
   ScriptedEngine engine;
-  ServiceOptions options;
-  options.data_dir = dir.path();
-  JobService service(engine, options);
+  JobService service(engine, stored_in(dir.path()));
   engine.during_submit = [&](const runtime::JobSpec& spec) {
     service.remove(spec.id, JobKind::kVideo);
     EXPECT_TRUE(engine.cancelled.empty());  // the engine does not know the job yet
@@ -381,9 +381,7 @@ TEST(JobService, DeletedJobsDoNotComeBackAfterARestart) {
   }
   {
     ScriptedEngine engine;
-    ServiceOptions options;
-    options.data_dir = dir.path();
-    JobService service(engine, options);
+    JobService service(engine, stored_in(dir.path()));
     EXPECT_EQ(service.recover().completed, 1);
     running = service.create(params(), JobKind::kVideo);
     engine.report(running.spec.id, JobPhase::kDenoising, 1);
