@@ -11,26 +11,16 @@
 #include <vector>
 
 #include "kernels/copy.h"
+#include "models/dit_testing.h"
 #include "models/stdit3.h"
+#include "parallel/group_forward_testing.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
 namespace ditserve {
 namespace {
 
-constexpr int kRanks = 4;
 constexpr double kTolerance = 1e-5;
-
-// As in tests/parallel/sequence_parallel_test.cc: weights large enough that a wrongly
-// sharded block would show above the tolerance.
-std::vector<ParamSpec> strong_parameters(const STDiT3Config& config) {
-  std::vector<ParamSpec> specs = stdit3_parameters(config);
-  for (ParamSpec& s : specs) {
-    if (s.init == ParamInit::zeros) s.init = ParamInit::normal;
-    if (s.init == ParamInit::normal) s.std = 0.15f;
-  }
-  return specs;
-}
 
 // FramePositionParallel, counting which of its forwards the state calls.
 class CountingScheme final : public SequenceParallelStep {
@@ -67,22 +57,13 @@ class CapturingScheme final : public SequenceParallelStep {
   std::vector<Tensor> pieces;
 };
 
-class ShardedGenerationTest : public ::testing::Test {
+// The sequence-parallel tests' fixture (tiny STDiT3 on four CPU devices and the host,
+// weights in which every block shows).
+class ShardedGenerationTest : public testing::GroupForwardTest<STDiT3, FramePositionParallel> {
  protected:
   ShardedGenerationTest()
-      : config_(stdit3_tiny()),
-        source_(random_weights(strong_parameters(config_), 19)),
-        host_(make_backend(Device::cpu())) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-      models_.push_back(
-          std::make_unique<STDiT3>(config_, WeightLoader(*source_, *backends_.back(), DType::f32)));
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
-    reference_ = std::make_unique<STDiT3>(config_, WeightLoader(*source_, *host_, DType::f32));
-  }
+      : GroupForwardTest(stdit3_tiny(), testing::strong_parameters(stdit3_parameters(stdit3_tiny())),
+                         19) {}
 
   // A 6-step state of T latent frames (host tensors unless moved), 8x8-pixel latents.
   GenerationState state(std::int64_t frames, Backend& be) const {
@@ -105,14 +86,6 @@ class ShardedGenerationTest : public ::testing::Test {
           ->prepare_stages(in);
     };
   }
-
-  STDiT3Config config_;
-  std::unique_ptr<WeightSource> source_;
-  std::unique_ptr<Backend> host_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::vector<std::unique_ptr<STDiT3>> models_;
-  std::unique_ptr<Fabric> fabric_;
-  std::unique_ptr<STDiT3> reference_;
 };
 
 // Six steps on 1, 2, 4, 2, 1, 3 members with changing ranks, the whole state moving
