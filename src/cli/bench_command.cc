@@ -19,6 +19,7 @@
 // Timestep/fps embedders and all elementwise work are left out (< 0.1%).
 
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -194,6 +195,14 @@ void run(const BenchArgs& a) {
   out["steps"] = a.steps;
   out["timing"] = be->device().is_cpu() ? "host clock per step (median)"
                                         : "CUDA events around each step (median)";
+  // The switches that select kernel paths (kernels/cuda: short_attention.cu, gemm_plan.h,
+  // cudnn_graph.h), as this process saw them (null: unset, the default), so a result
+  // says which paths it timed.
+  nlohmann::json& switches = out["environment"];
+  for (const char* name : {"DITSERVE_SHORT_KERNELS", "DITSERVE_GEMM_AUTOTUNE", "DITSERVE_CUDNN_AUTOTUNE"}) {
+    const char* value = std::getenv(name);
+    switches[name] = value != nullptr ? nlohmann::json(value) : nlohmann::json(nullptr);
+  }
   if (a.peak_tflops > 0) out["peak_tflops"] = a.peak_tflops;
   out["rows"] = nlohmann::json::array();
   if (a.component == "dit") {

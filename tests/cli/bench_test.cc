@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/cli_test_util.h"
@@ -21,10 +23,16 @@ TEST(BenchStepCli, WritesTimingsFlopsAndTheRowDump) {
   const auto r = run_ditserve({"bench", "step", "--model", "tiny", "--device", "cpu", "--latent",
                                "2,4,6", "--warmup", "0", "--steps", "2", "--peak-tflops", "1",
                                "--breakdown", "--dump-dir", (dir / "rows").string(), "--json",
-                               json.string()});
+                               json.string()},
+                              {"DITSERVE_GEMM_AUTOTUNE=0"});
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(file_bytes(json));
   EXPECT_EQ(j["component"], "dit");
+  // The kernel-path switches the run saw: set ones with their value, the others null.
+  EXPECT_EQ(j["environment"]["DITSERVE_GEMM_AUTOTUNE"], "0");
+  if (std::getenv("DITSERVE_CUDNN_AUTOTUNE") == nullptr)  // inherited when set here
+    EXPECT_TRUE(j["environment"]["DITSERVE_CUDNN_AUTOTUNE"].is_null());
+  EXPECT_TRUE(j["environment"].contains("DITSERVE_SHORT_KERNELS"));
   EXPECT_EQ(j["model"], "tiny");
   EXPECT_EQ(j["device"], "cpu:0");
   EXPECT_EQ(j["batch"], 2);

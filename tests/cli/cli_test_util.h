@@ -44,16 +44,20 @@ inline std::string capture(const std::string& command, int* exit_code = nullptr)
   return out;
 }
 
-// Runs `ditserve args...`. OpenMP threads wait passively: on a busy 2-core CI machine
-// spinning workers make the tiny model 10-20x slower (numerics are unaffected).
-inline RunResult run_ditserve(const std::vector<std::string>& args) {
+// Runs `ditserve args...`, with `environment` ("NAME=value" each) added to its
+// environment. OpenMP threads wait passively: on a busy 2-core CI machine spinning
+// workers make the tiny model 10-20x slower (numerics are unaffected).
+inline RunResult run_ditserve(const std::vector<std::string>& args,
+                              const std::vector<std::string>& environment = {}) {
   const char* bin = std::getenv("DITSERVE_BIN");
   RunResult r;
   if (bin == nullptr) {
     ADD_FAILURE() << "DITSERVE_BIN is not set";
     return r;
   }
-  std::string command = "OMP_WAIT_POLICY=passive " + quote(bin);
+  std::string command = "env OMP_WAIT_POLICY=passive";  // env: quoted NAME=value pairs too
+  for (const std::string& e : environment) command.append(" ").append(quote(e));
+  command.append(" ").append(quote(bin));
   for (const std::string& a : args) command.append(" ").append(quote(a));
   r.out = capture(command.append(" 2>&1"), &r.exit_code);
   return r;
