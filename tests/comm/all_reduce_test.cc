@@ -11,7 +11,7 @@
 namespace ditserve {
 namespace {
 
-using testing_comm::CpuFabric;
+using testing::CpuDevices;
 using testing_comm::expect_error;
 using testing_comm::expect_on_members;
 
@@ -29,12 +29,12 @@ class AllReduceSize : public ::testing::TestWithParam<int> {};
 
 TEST_P(AllReduceSize, EveryMemberGetsTheSum) {
   const int n = GetParam();
-  CpuFabric f(8);
+  CpuDevices f(8);
   DeviceGroup g;
   for (int i = 0; i < n; ++i) g.ranks.push_back((3 * i + 5) % 8);  // scattered ranks
-  const auto inputs = ramp_inputs(*f.fabric, g, {3, 5});
-  const auto out = all_reduce(*f.fabric, g, inputs);
-  expect_on_members(*f.fabric, g, out);
+  const auto inputs = ramp_inputs(f.fabric(), g, {3, 5});
+  const auto out = all_reduce(f.fabric(), g, inputs);
+  expect_on_members(f.fabric(), g, out);
   const float member_part = 0.5f * static_cast<float>(n * (n + 1) / 2);
   for (const Tensor& o : out) {
     ASSERT_EQ(o.shape(), (Shape{3, 5}));
@@ -52,16 +52,16 @@ INSTANTIATE_TEST_SUITE_P(Comm, AllReduceSize, ::testing::Values(1, 2, 3, 4, 8));
 // bf16 inputs are summed in f32 and rounded once: 256 + 1 + 1 + 1 = 259 rounds to 260,
 // where summing in bf16 would round every 257 back to 256.
 TEST(AllReduce, Bf16AccumulatesInF32) {
-  CpuFabric f(4);
+  CpuDevices f(4);
   const DeviceGroup g{{2, 0, 3, 1}};
   std::vector<Tensor> inputs;
   for (int i = 0; i < 4; ++i) {
-    Backend& be = f.fabric->device(g.ranks[static_cast<std::size_t>(i)]);
+    Backend& be = f.fabric().device(g.ranks[static_cast<std::size_t>(i)]);
     const std::unique_ptr<Backend> host = make_backend(Device::cpu());
     const Tensor v = Tensor::from_vector({i == 0 ? 256.0f : 1.0f, 0.25f}, {2});
     inputs.push_back(transfer(*host, cast(*host, v, DType::bf16), be));
   }
-  const auto out = all_reduce(*f.fabric, g, inputs);
+  const auto out = all_reduce(f.fabric(), g, inputs);
   for (const Tensor& o : out) {
     EXPECT_EQ(o.dtype(), DType::bf16);
     EXPECT_EQ(o.to_vector_f32(), (std::vector<float>{260.0f, 1.0f}));
@@ -69,40 +69,40 @@ TEST(AllReduce, Bf16AccumulatesInF32) {
 }
 
 TEST(AllReduce, StridedInputsAndErrors) {
-  CpuFabric f(3);
+  CpuDevices f(3);
   const DeviceGroup g{{0, 1, 2}};
   std::vector<Tensor> inputs;
   for (int r = 0; r < 3; ++r) {
-    inputs.push_back(testing_comm::filled(*f.fabric, r, {4, 2}, 10.0f * r).transpose(0, 1));
+    inputs.push_back(testing_comm::filled(f.fabric(), r, {4, 2}, 10.0f * r).transpose(0, 1));
   }
-  const auto out = all_reduce(*f.fabric, g, inputs);
+  const auto out = all_reduce(f.fabric(), g, inputs);
   EXPECT_EQ(out[2].shape(), (Shape{2, 4}));
   EXPECT_FLOAT_EQ(testing_comm::at(out[2], {1, 3}), 30.0f + 3 * 7.0f);  // element (3, 1)
 
   std::vector<Tensor> mismatched = inputs;
-  mismatched[1] = testing_comm::filled(*f.fabric, 1, {2, 5}, 0.0f);
-  expect_error([&] { all_reduce(*f.fabric, g, mismatched); }, {"all_reduce", "inputs[1]"});
+  mismatched[1] = testing_comm::filled(f.fabric(), 1, {2, 5}, 0.0f);
+  expect_error([&] { all_reduce(f.fabric(), g, mismatched); }, {"all_reduce", "inputs[1]"});
   std::vector<Tensor> misplaced = inputs;
   misplaced[2] = inputs[0];
-  expect_error([&] { all_reduce(*f.fabric, g, misplaced); }, {"all_reduce", "member 2"});
+  expect_error([&] { all_reduce(f.fabric(), g, misplaced); }, {"all_reduce", "member 2"});
   std::vector<Tensor> ints;
-  for (int r = 0; r < 3; ++r) ints.push_back(f.fabric->device(r).empty({2}, DType::i32));
-  expect_error([&] { all_reduce(*f.fabric, g, ints); }, {"all_reduce", "f32"});
+  for (int r = 0; r < 3; ++r) ints.push_back(f.fabric().device(r).empty({2}, DType::i32));
+  expect_error([&] { all_reduce(f.fabric(), g, ints); }, {"all_reduce", "f32"});
 }
 
 TEST(SendRecv, CopiesBetweenMembers) {
-  CpuFabric f(4);
+  CpuDevices f(4);
   const DeviceGroup g{{3, 1, 2}};
-  const Tensor src = testing_comm::filled(*f.fabric, 1, {3, 4}, 5.0f).narrow(1, 1, 2);
-  const Tensor got = send_recv(*f.fabric, g, src, 1, 2);
+  const Tensor src = testing_comm::filled(f.fabric(), 1, {3, 4}, 5.0f).narrow(1, 1, 2);
+  const Tensor got = send_recv(f.fabric(), g, src, 1, 2);
   EXPECT_EQ(got.device(), Device::cpu(2));
   EXPECT_TRUE(got.is_contiguous());
-  EXPECT_EQ(got.to_vector_f32(), contiguous(f.fabric->device(1), src).to_vector_f32());
-  const Tensor same = send_recv(*f.fabric, g, src, 1, 1);
+  EXPECT_EQ(got.to_vector_f32(), contiguous(f.fabric().device(1), src).to_vector_f32());
+  const Tensor same = send_recv(f.fabric(), g, src, 1, 1);
   EXPECT_EQ(same.device(), Device::cpu(1));
   EXPECT_EQ(same.to_vector_f32(), got.to_vector_f32());
-  expect_error([&] { send_recv(*f.fabric, g, src, 0, 2); }, {"send_recv", "member 0"});
-  expect_error([&] { send_recv(*f.fabric, g, src, 1, 3); }, {"send_recv", "to 3"});
+  expect_error([&] { send_recv(f.fabric(), g, src, 0, 2); }, {"send_recv", "member 0"});
+  expect_error([&] { send_recv(f.fabric(), g, src, 1, 3); }, {"send_recv", "to 3"});
 }
 
 }  // namespace

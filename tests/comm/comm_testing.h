@@ -1,5 +1,5 @@
 #pragma once
-// Helpers for the comm tests: a Fabric over n CPU devices, tensors filled with
+// Helpers for the comm tests (their devices: support/cpu_devices.h): tensors filled with
 // distinguishable values on a given rank, and element access through strides.
 
 #include <gtest/gtest.h>
@@ -11,22 +11,10 @@
 
 #include "comm/collectives.h"
 #include "comm/fabric.h"
+#include "support/cpu_devices.h"
 #include "tensor/error.h"
 
 namespace ditserve::testing_comm {
-
-struct CpuFabric {
-  explicit CpuFabric(int n) {
-    std::vector<Backend*> raw;
-    for (int i = 0; i < n; ++i) {
-      backends.push_back(make_backend(Device::cpu(i)));
-      raw.push_back(backends.back().get());
-    }
-    fabric = std::make_unique<Fabric>(raw);
-  }
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::unique_ptr<Fabric> fabric;
-};
 
 inline std::int64_t offset_of(const Tensor& t, const std::vector<std::int64_t>& idx) {
   std::int64_t off = 0;

@@ -7,16 +7,16 @@
 namespace ditserve {
 namespace {
 
-using testing_comm::CpuFabric;
+using testing::CpuDevices;
 using testing_comm::expect_error;
 using testing_comm::filled;
 
 class Validation : public ::testing::Test {
  protected:
   Validation() : f(3) {}
-  Tensor on(int rank, Shape shape) { return filled(*f.fabric, rank, shape, 0.0f); }
-  Fabric& fab() { return *f.fabric; }
-  CpuFabric f;
+  Tensor on(int rank, Shape shape) { return filled(f.fabric(), rank, shape, 0.0f); }
+  Fabric& fab() { return f.fabric(); }
+  testing::CpuDevices f;
   DeviceGroup g{{0, 1, 2}};
 };
 

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "comm/fabric.h"
 #include "kernels/copy.h"
 #include "models/opensora_vae.h"
 #include "parallel/spatial_shards.h"
 #include "patch_parallel_testing.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -42,13 +42,7 @@ class PatchParallelVaeTest : public ::testing::Test {
  protected:
   PatchParallelVaeTest()
       : cfg_(opensora_vae_tiny()), weights_(random_weights(strong_parameters(cfg_), 31)) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
-    vae_ = std::make_unique<OpenSoraVAE>(cfg_, *weights_, *backends_[0], DType::f32);
+    vae_ = std::make_unique<OpenSoraVAE>(cfg_, *weights_, devices_[0], DType::f32);
   }
 
   Tensor latents(std::int64_t frames, std::int64_t h, std::int64_t w, std::uint32_t seed) {
@@ -57,8 +51,7 @@ class PatchParallelVaeTest : public ::testing::Test {
 
   OpenSoraVAEConfig cfg_;
   std::unique_ptr<WeightSource> weights_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::unique_ptr<Fabric> fabric_;
+  testing::CpuDevices devices_{kRanks};
   std::unique_ptr<OpenSoraVAE> vae_;
 };
 
@@ -69,7 +62,7 @@ TEST_F(PatchParallelVaeTest, OneToFourMembersMatchOneDevice) {
   const Tensor z = latents(frames, 5, 3, 41);
   const Tensor want = vae_->decode(z, frames);
   ASSERT_EQ(want.shape(), (Shape{1, 3, frames, 40, 24}));
-  testing::expect_groups_match_one_device(*fabric_, *vae_, z, frames, want, kTolerance);
+  testing::expect_groups_match_one_device(devices_.fabric(), *vae_, z, frames, want, kTolerance);
 }
 
 // The one-device context is the plain path, bit for bit; a context serves several decodes
@@ -77,11 +70,11 @@ TEST_F(PatchParallelVaeTest, OneToFourMembersMatchOneDevice) {
 TEST_F(PatchParallelVaeTest, OneDeviceIsBitIdenticalAndContextsAreReusable) {
   const Tensor z = random_tensor({2, 4, 2, 6, 3}, 43, -2.0f, 2.0f);  // 5 frames, batch 2
   const Tensor want = vae_->decode(z, 5);
-  SpatialShardContext one(*backends_[0]);
+  SpatialShardContext one(devices_[0]);
   EXPECT_EQ(
       relative_error(vae_->decode_patch_parallel(one, z, 5).to_vector_f32(), want.to_vector_f32()),
       0.0);
-  SpatialShardContext four(*fabric_, DeviceGroup{{0, 1, 2, 3}});
+  SpatialShardContext four(devices_.fabric(), DeviceGroup{{0, 1, 2, 3}});
   for (int repeat = 0; repeat < 2; ++repeat) {
     EXPECT_LE(relative_error(vae_->decode_patch_parallel(four, z, 5).to_vector_f32(),
                              want.to_vector_f32()),
@@ -94,9 +87,9 @@ TEST_F(PatchParallelVaeTest, OneDeviceIsBitIdenticalAndContextsAreReusable) {
 TEST_F(PatchParallelVaeTest, BandsDecodedAloneWouldFail) {
   const Tensor z = latents(5, 4, 3, 47);
   const Tensor want = vae_->decode(z, 5);
-  const Tensor top = vae_->decode(contiguous(*backends_[0], z.narrow(3, 0, 2)), 5);
-  const Tensor bottom = vae_->decode(contiguous(*backends_[0], z.narrow(3, 2, 2)), 5);
-  const Tensor stitched = concat(*backends_[0], {top, bottom}, 3);
+  const Tensor top = vae_->decode(contiguous(devices_[0], z.narrow(3, 0, 2)), 5);
+  const Tensor bottom = vae_->decode(contiguous(devices_[0], z.narrow(3, 2, 2)), 5);
+  const Tensor stitched = concat(devices_[0], {top, bottom}, 3);
   EXPECT_GT(relative_error(stitched.to_vector_f32(), want.to_vector_f32()), 100 * kTolerance);
 }
 
@@ -106,19 +99,19 @@ TEST_F(PatchParallelVaeTest, MembersWithTheirOwnVaeCopyNoParameters) {
   std::vector<std::unique_ptr<OpenSoraVAE>> loaded;
   std::vector<OpenSoraVAE*> on_rank{vae_.get()};
   for (int r = 1; r < kRanks; ++r) {
-    loaded.push_back(std::make_unique<OpenSoraVAE>(cfg_, *weights_, *backends_[r], DType::f32));
+    loaded.push_back(std::make_unique<OpenSoraVAE>(cfg_, *weights_, devices_[r], DType::f32));
     on_rank.push_back(loaded.back().get());
   }
   const std::int64_t frames = 5;
   const Tensor z = latents(frames, 5, 3, 59);
   const Tensor want = vae_->decode(z, frames);
-  testing::expect_members_use_their_own_parameters(*fabric_, *vae_, on_rank, z, frames, want,
+  testing::expect_members_use_their_own_parameters(devices_.fabric(), *vae_, on_rank, z, frames, want,
                                                    kTolerance);
 }
 
 TEST_F(PatchParallelVaeTest, RejectsMoreMembersThanRows) {
   const Tensor z = latents(1, 2, 3, 53);
-  SpatialShardContext ctx(*fabric_, DeviceGroup{{0, 1, 2}});
+  SpatialShardContext ctx(devices_.fabric(), DeviceGroup{{0, 1, 2}});
   try {
     vae_->decode_patch_parallel(ctx, z, 1);
     ADD_FAILURE() << "no error";

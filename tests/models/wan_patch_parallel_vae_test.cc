@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "comm/fabric.h"
 #include "kernels/copy.h"
 #include "models/wan_vae.h"
 #include "parallel/spatial_shards.h"
 #include "patch_parallel_testing.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -43,19 +43,12 @@ class WanPatchParallelVaeTest : public ::testing::Test {
       : cfg_(wan_vae_tiny()),
         weights_(random_weights(dense(wan_vae_decoder_parameters(cfg_, WanVaeLayout::diffusers)),
                                 23)) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
-    vae_ = std::make_unique<WanVAE>(cfg_, *weights_, *backends_[0], DType::f32);
+    vae_ = std::make_unique<WanVAE>(cfg_, *weights_, devices_[0], DType::f32);
   }
 
   WanVAEConfig cfg_;
   std::unique_ptr<WeightSource> weights_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::unique_ptr<Fabric> fabric_;
+  testing::CpuDevices devices_{kRanks};
   std::unique_ptr<WanVAE> vae_;
 };
 
@@ -66,7 +59,7 @@ TEST_F(WanPatchParallelVaeTest, OneToFourMembersMatchOneDevice) {
   const Tensor z = random_tensor({1, 16, 3, 5, 3}, 41, -2.0f, 2.0f);
   const Tensor want = vae_->decode(z, frames);
   ASSERT_EQ(want.shape(), (Shape{1, 3, frames, 40, 24}));
-  testing::expect_groups_match_one_device(*fabric_, *vae_, z, frames, want, kTolerance);
+  testing::expect_groups_match_one_device(devices_.fabric(), *vae_, z, frames, want, kTolerance);
 }
 
 // The one-device context is decode(), bit for bit; a context serves several decodes (its
@@ -74,9 +67,9 @@ TEST_F(WanPatchParallelVaeTest, OneToFourMembersMatchOneDevice) {
 TEST_F(WanPatchParallelVaeTest, OneDeviceIsBitIdenticalAndContextsAreReusable) {
   const Tensor z = random_tensor({2, 16, 2, 4, 2}, 43, -2.0f, 2.0f);  // 5 frames, batch 2
   const Tensor want = vae_->decode(z, 5);
-  SpatialShardContext one(*backends_[0]);
+  SpatialShardContext one(devices_[0]);
   EXPECT_EQ(vae_->decode_patch_parallel(one, z, 5).to_vector_f32(), want.to_vector_f32());
-  SpatialShardContext four(*fabric_, DeviceGroup{{0, 1, 2, 3}});
+  SpatialShardContext four(devices_.fabric(), DeviceGroup{{0, 1, 2, 3}});
   for (int repeat = 0; repeat < 2; ++repeat) {
     EXPECT_LE(relative_error(vae_->decode_patch_parallel(four, z, 5).to_vector_f32(),
                              want.to_vector_f32()),
@@ -95,13 +88,13 @@ TEST_F(WanPatchParallelVaeTest, MembersWithTheirOwnVaeCopyNoParameters) {
   std::vector<std::unique_ptr<WanVAE>> loaded;
   std::vector<WanVAE*> on_rank{vae_.get()};
   for (int r = 1; r < kRanks; ++r) {
-    loaded.push_back(std::make_unique<WanVAE>(cfg_, *weights_, *backends_[r], DType::f32));
+    loaded.push_back(std::make_unique<WanVAE>(cfg_, *weights_, devices_[r], DType::f32));
     on_rank.push_back(loaded.back().get());
   }
   const std::int64_t frames = 5;
   const Tensor z = random_tensor({1, 16, 2, 5, 3}, 61, -2.0f, 2.0f);
   const Tensor want = vae_->decode(z, frames);
-  testing::expect_members_use_their_own_parameters(*fabric_, *vae_, on_rank, z, frames, want,
+  testing::expect_members_use_their_own_parameters(devices_.fabric(), *vae_, on_rank, z, frames, want,
                                                    kTolerance);
 }
 
@@ -111,12 +104,12 @@ TEST_F(WanPatchParallelVaeTest, MissingHaloWouldFail) {
   std::vector<ParamSpec> specs;
   WanCausalConv3d::append_params(specs, "c.", 4, 4, {3, 3, 3});
   const auto src = random_weights(dense(specs), 3);
-  Backend& be = *backends_[0];
+  Backend& be = devices_[0];
   const WanCausalConv3d conv(WeightLoader(*src, be, DType::f32, "c."), 4, 4, {3, 3, 3});
   const Tensor x = random_tensor({1, 3, 6, 5, 4}, 11);  // [N, T, H, W, C]
   const Tensor want = conv.forward(be, x, nullptr);
 
-  SpatialShardContext ctx(*fabric_, DeviceGroup{{0, 1}});
+  SpatialShardContext ctx(devices_.fabric(), DeviceGroup{{0, 1}});
   const Tensor got = ctx.gather(conv.forward(ctx, ctx.split(x, 2), {}), 2);
   EXPECT_LE(relative_error(got.to_vector_f32(), want.to_vector_f32()), kTolerance);
 
@@ -129,7 +122,7 @@ TEST_F(WanPatchParallelVaeTest, MissingHaloWouldFail) {
 // Decoding each band of rows as a video of its own (no halos, attention within the band)
 // is far from the whole decode.
 TEST_F(WanPatchParallelVaeTest, BandsDecodedAloneWouldFail) {
-  Backend& be = *backends_[0];
+  Backend& be = devices_[0];
   const Tensor z = random_tensor({1, 16, 2, 4, 3}, 47, -2.0f, 2.0f);
   const Tensor want = vae_->decode(z, 5);
   const Tensor top = vae_->decode(contiguous(be, z.narrow(3, 0, 2)), 5);
@@ -140,7 +133,7 @@ TEST_F(WanPatchParallelVaeTest, BandsDecodedAloneWouldFail) {
 
 TEST_F(WanPatchParallelVaeTest, RejectsMoreMembersThanRows) {
   const Tensor z = random_tensor({1, 16, 1, 2, 3}, 53);
-  SpatialShardContext ctx(*fabric_, DeviceGroup{{0, 1, 2}});
+  SpatialShardContext ctx(devices_.fabric(), DeviceGroup{{0, 1, 2}});
   try {
     vae_->decode_patch_parallel(ctx, z, 1);
     ADD_FAILURE() << "no error";

@@ -6,6 +6,7 @@
 #include "comm/fabric.h"
 #include "kernels/copy.h"
 #include "parallel/sequence_parallel.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 
 // Where FramePositionParallel runs each stage: a fake model records the token shapes each
@@ -46,13 +47,8 @@ class RecordingStages final : public SpatioTemporalStages {
 };
 
 TEST(FramePositionParallelTest, EachMemberRunsItsFramesAndPositions) {
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::vector<Backend*> devices;
-  for (int r = 0; r < kRanks; ++r) {
-    backends.push_back(make_backend(Device::cpu(r)));
-    devices.push_back(backends.back().get());
-  }
-  Fabric fabric(devices);
+  const testing::CpuDevices devices(kRanks);
+  Fabric& fabric = devices.fabric();
   const std::int64_t t = 3, s = 7;
   const Tensor grid = testing::iota_tensor({2, t, s, 5});  // [B, T, S, C]
   for (const DeviceGroup& group :
@@ -61,12 +57,12 @@ TEST(FramePositionParallelTest, EachMemberRunsItsFramesAndPositions) {
     std::vector<std::unique_ptr<RecordingStages>> owned;
     std::vector<SpatioTemporalStages*> members;
     for (const int rank : group.ranks) {
-      owned.push_back(std::make_unique<RecordingStages>(*backends[rank], grid));
+      owned.push_back(std::make_unique<RecordingStages>(devices[rank], grid));
       members.push_back(owned.back().get());
     }
     FramePositionParallel step;
     const Tensor out = step.forward(fabric, group, members);
-    ASSERT_EQ(out.device(), backends[group.ranks[0]]->device());
+    ASSERT_EQ(out.device(), devices[group.ranks[0]].device());
     EXPECT_EQ(out.to_vector_f32(), grid.to_vector_f32()) << k << " members";
 
     const std::vector<std::int64_t> frames = even_split(t, k), positions = even_split(s, k);

@@ -17,6 +17,7 @@
 #include "models/interfaces.h"
 #include "models/weights.h"
 #include "parallel/replicate.h"
+#include "support/cpu_devices.h"
 
 namespace ditserve::testing {
 
@@ -42,18 +43,14 @@ class GroupForwardTest : public ::testing::Test {
       : config_(std::move(config)),
         source_(random_weights(std::move(specs), seed)),
         host_(make_backend(Device::cpu())) {
-    std::vector<Backend*> devices;
     for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
       models_.push_back(
-          std::make_unique<Model>(config_, WeightLoader(*source_, *backends_.back(), DType::f32)));
+          std::make_unique<Model>(config_, WeightLoader(*source_, devices_[r], DType::f32)));
     }
-    fabric_ = std::make_unique<Fabric>(devices);
     reference_ = std::make_unique<Model>(config_, WeightLoader(*source_, *host_, DType::f32));
   }
 
-  Backend& device(int rank) { return *backends_[static_cast<std::size_t>(rank)]; }
+  Backend& device(int rank) { return devices_[rank]; }
 
   // Host inputs with their tensors moved to `rank`.
   DenoiseInputs on_rank(const DenoiseInputs& host_in, int rank) {
@@ -72,7 +69,7 @@ class GroupForwardTest : public ::testing::Test {
 
   // Every member's stages for `in` (tensors on the group's first member).
   Prepared prepare(const DeviceGroup& group, const DenoiseInputs& in) {
-    const auto everywhere = [&](const Tensor& t) { return replicate(*fabric_, group, t, 0); };
+    const auto everywhere = [&](const Tensor& t) { return replicate(devices_.fabric(), group, t, 0); };
     const std::vector<Tensor> latents = everywhere(in.latents);
     const std::vector<Tensor> timesteps = everywhere(in.timesteps);
     const std::vector<Tensor> captions = everywhere(in.captions);
@@ -100,7 +97,7 @@ class GroupForwardTest : public ::testing::Test {
   Tensor group_forward(const DeviceGroup& group, const DenoiseInputs& in) {
     const Prepared prepared = prepare(group, in);
     Scheme scheme;
-    return scheme.forward(*fabric_, group, prepared.members);
+    return scheme.forward(devices_.fabric(), group, prepared.members);
   }
 
   // The group forward of host inputs, returned on the host.
@@ -114,9 +111,8 @@ class GroupForwardTest : public ::testing::Test {
   Config config_;
   std::unique_ptr<WeightSource> source_;
   std::unique_ptr<Backend> host_;
-  std::vector<std::unique_ptr<Backend>> backends_;
+  CpuDevices devices_{kRanks};
   std::vector<std::unique_ptr<Model>> models_;
-  std::unique_ptr<Fabric> fabric_;
   std::unique_ptr<Model> reference_;
 };
 

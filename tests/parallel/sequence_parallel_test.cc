@@ -143,7 +143,7 @@ TEST_F(SequenceParallelTest, DopScheduleGivesTheOneDeviceLatents) {
     const int root = group.ranks[0];
     if (root != holder) {
       const Tensor moved = device(root).empty(z.shape(), z.dtype());
-      fabric_->copy(holder, z, root, moved);
+      devices_.fabric().copy(holder, z, root, moved);
       z = moved;
       holder = root;
     }
@@ -177,7 +177,7 @@ TEST_F(SequenceParallelTest, GuidanceParallelMatchesTheBatchedForward) {
     const Prepared null = prepare_host(null_half, row(1));
     FramePositionParallel scheme;
     const GuidedPrediction got =
-        guidance_parallel_forward(*fabric_, g, scheme, prompt.members, null.members);
+        guidance_parallel_forward(devices_.fabric(), g, scheme, prompt.members, null.members);
     ASSERT_EQ(got.cond.device(), device(g.ranks[0]).device());
     ASSERT_EQ(got.uncond.device(), device(g.ranks[0]).device());
     const auto host = [&](const Tensor& t) { return transfer(device(g.ranks[0]), t, *host_); };
@@ -192,14 +192,14 @@ TEST_F(SequenceParallelTest, GuidanceParallelMatchesTheBatchedForward) {
 TEST_F(SequenceParallelTest, ReplicateCopiesToEveryMember) {
   const DeviceGroup group{{2, 0, 3}};
   const Tensor src = transfer(*host_, testing::random_tensor({3, 5}, 4), device(0));
-  const std::vector<Tensor> copies = replicate(*fabric_, group, src, 1);
+  const std::vector<Tensor> copies = replicate(devices_.fabric(), group, src, 1);
   ASSERT_EQ(copies.size(), 3u);
   for (std::size_t i = 0; i < copies.size(); ++i) {
     EXPECT_EQ(copies[i].device(), device(group.ranks[i]).device());
     EXPECT_EQ(copies[i].to_vector_f32(), src.to_vector_f32());
   }
-  EXPECT_THROW(replicate(*fabric_, group, src, 0), InvalidArgument);  // src not on rank 2
-  EXPECT_THROW(replicate(*fabric_, group, src, 3), InvalidArgument);
+  EXPECT_THROW(replicate(devices_.fabric(), group, src, 0), InvalidArgument);  // src not on rank 2
+  EXPECT_THROW(replicate(devices_.fabric(), group, src, 3), InvalidArgument);
 }
 
 TEST_F(SequenceParallelTest, RejectsMembersThatDoNotMatchTheGroup) {
@@ -208,7 +208,7 @@ TEST_F(SequenceParallelTest, RejectsMembersThatDoNotMatchTheGroup) {
   FramePositionParallel step;
   const auto message = [&](const DeviceGroup& g, std::vector<SpatioTemporalStages*> members) {
     try {
-      step.forward(*fabric_, g, members);
+      step.forward(devices_.fabric(), g, members);
     } catch (const InvalidArgument& e) {
       return std::string(e.what());
     }

@@ -7,6 +7,7 @@
 
 #include "comm/collectives.h"
 #include "kernels/copy.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -21,21 +22,15 @@ constexpr int kRanks = 4;
 class ShardedTensorTest : public ::testing::Test {
  protected:
   ShardedTensorTest() : host_(make_backend(Device::cpu())) {
-    std::vector<Backend*> devices;
-    for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-    }
-    fabric_ = std::make_unique<Fabric>(devices);
   }
 
   ShardedTensor sharded_latents(const DeviceGroup& group) {
-    const Tensor on_root = transfer(*host_, latents_, *backends_[group.ranks[0]]);
-    return shard(*fabric_, group, on_root, 0, /*dim=*/2);
+    const Tensor on_root = transfer(*host_, latents_, devices_[group.ranks[0]]);
+    return shard(devices_.fabric(), group, on_root, 0, /*dim=*/2);
   }
 
   Tensor whole(const ShardedTensor& state) {
-    return transfer(*backends_[state.group.ranks[0]], unshard(*fabric_, state, 0), *host_);
+    return transfer(devices_[state.group.ranks[0]], unshard(devices_.fabric(), state, 0), *host_);
   }
 
   // Bytes of the frames whose device differs between the two layouts, counted frame by
@@ -60,8 +55,7 @@ class ShardedTensorTest : public ::testing::Test {
   const Tensor latents_ = testing::random_tensor({2, 4, 5, 6, 10}, 5);
   static constexpr std::int64_t kFrameBytes = 2 * 4 * 6 * 10 * 4;
   std::unique_ptr<Backend> host_;
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::unique_ptr<Fabric> fabric_;
+  testing::CpuDevices devices_{kRanks};
 };
 
 TEST_F(ShardedTensorTest, ShardsFollowEvenSplitOnTheirMembers) {
@@ -71,10 +65,10 @@ TEST_F(ShardedTensorTest, ShardsFollowEvenSplitOnTheirMembers) {
   const std::vector<std::int64_t> sizes{2, 2, 1};
   std::int64_t start = 0;
   for (std::size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(state.shards[i].device(), backends_[group.ranks[i]]->device());
+    EXPECT_EQ(state.shards[i].device(), devices_[group.ranks[i]].device());
     ASSERT_EQ(state.shards[i].size(2), sizes[i]);
     const Tensor want = contiguous(*host_, latents_.narrow(2, start, sizes[i]));
-    EXPECT_EQ(transfer(*backends_[group.ranks[i]], state.shards[i], *host_).to_vector_f32(),
+    EXPECT_EQ(transfer(devices_[group.ranks[i]], state.shards[i], *host_).to_vector_f32(),
               want.to_vector_f32());
     start += sizes[i];
   }
@@ -98,13 +92,13 @@ TEST_F(ShardedTensorTest, ReshardMovesOnlyFramesThatChangeDevice) {
   for (const Move& m : moves) {
     const ShardedTensor before = sharded_latents(m.from);
     ReshardStats stats;
-    const ShardedTensor after = reshard(*fabric_, before, m.to, &stats);
+    const ShardedTensor after = reshard(devices_.fabric(), before, m.to, &stats);
     const std::int64_t want = must_move(m.from, m.to, 5, kFrameBytes);
     EXPECT_EQ(stats.bytes_moved, want) << m.from.size() << " -> " << m.to.size();
     EXPECT_EQ(stats.bytes_moved + stats.bytes_kept, 5 * kFrameBytes);
     ASSERT_EQ(after.group.ranks, m.to.ranks);
     for (std::size_t i = 0; i < after.shards.size(); ++i)
-      EXPECT_EQ(after.shards[i].device(), backends_[m.to.ranks[i]]->device());
+      EXPECT_EQ(after.shards[i].device(), devices_[m.to.ranks[i]].device());
     EXPECT_EQ(whole(after).to_vector_f32(), latents_.to_vector_f32());
   }
   // The expectation is not trivially zero or everything.
@@ -116,10 +110,10 @@ TEST_F(ShardedTensorTest, ReshardMovesOnlyFramesThatChangeDevice) {
 TEST_F(ShardedTensorTest, MoreMembersThanFrames) {
   const Tensor small = contiguous(*host_, latents_.narrow(2, 0, 3));
   const DeviceGroup all{{0, 1, 2, 3}}, other{{3, 2, 1, 0}};
-  const ShardedTensor state = shard(*fabric_, all, transfer(*host_, small, *backends_[0]), 0, 2);
+  const ShardedTensor state = shard(devices_.fabric(), all, transfer(*host_, small, devices_[0]), 0, 2);
   EXPECT_EQ(state.shards[3].size(2), 0);
   ReshardStats stats;
-  const ShardedTensor after = reshard(*fabric_, state, other, &stats);
+  const ShardedTensor after = reshard(devices_.fabric(), state, other, &stats);
   EXPECT_EQ(after.shards[3].size(2), 0);
   EXPECT_EQ(stats.bytes_moved, 3 * kFrameBytes);  // frame 1 moves from rank 1 to 2, etc.
   EXPECT_EQ(stats.bytes_moved, must_move(all, other, 3, kFrameBytes));
@@ -128,20 +122,20 @@ TEST_F(ShardedTensorTest, MoreMembersThanFrames) {
 
 TEST_F(ShardedTensorTest, UnchangedShardIsKeptWithoutACopy) {
   const ShardedTensor before = sharded_latents({{0, 1}});
-  const ShardedTensor after = reshard(*fabric_, before, {{0, 2}});
+  const ShardedTensor after = reshard(devices_.fabric(), before, {{0, 2}});
   EXPECT_EQ(after.shards[0].raw_data(), before.shards[0].raw_data());
   EXPECT_NE(after.shards[1].raw_data(), before.shards[1].raw_data());
 }
 
 TEST_F(ShardedTensorTest, RejectsInconsistentState) {
   ShardedTensor state = sharded_latents({{0, 1}});
-  EXPECT_THROW(reshard(*fabric_, state, {{0, 0}}), InvalidArgument);
+  EXPECT_THROW(reshard(devices_.fabric(), state, {{0, 0}}), InvalidArgument);
   ShardedTensor short_state = state;
   short_state.shards.pop_back();
-  EXPECT_THROW(reshard(*fabric_, short_state, {{2}}), InvalidArgument);
+  EXPECT_THROW(reshard(devices_.fabric(), short_state, {{2}}), InvalidArgument);
   ShardedTensor misplaced = state;
   misplaced.group = {{2, 1}};  // shard 0 lives on rank 0, not 2
-  EXPECT_THROW(reshard(*fabric_, misplaced, {{2}}), InvalidArgument);
+  EXPECT_THROW(reshard(devices_.fabric(), misplaced, {{2}}), InvalidArgument);
 }
 
 }  // namespace

@@ -110,13 +110,13 @@ TEST_F(UlyssesTest, GuidanceHalvesMatchTwoForwards) {
   const auto [prompt_group, null_group] = guidance_halves(group);
   const Prepared p = prepare_host(prompt_group, prompt);
   const Prepared n = prepare_host(null_group, null);
-  const GuidedPrediction out = ulysses_guidance_forward(*fabric_, group, p.members, n.members);
-  ASSERT_EQ(out.cond.device(), backends_[0]->device());
-  ASSERT_EQ(out.uncond.device(), backends_[0]->device());
-  EXPECT_LE(testing::relative_error(transfer(*backends_[0], out.cond, *host_),
+  const GuidedPrediction out = ulysses_guidance_forward(devices_.fabric(), group, p.members, n.members);
+  ASSERT_EQ(out.cond.device(), devices_[0].device());
+  ASSERT_EQ(out.uncond.device(), devices_[0].device());
+  EXPECT_LE(testing::relative_error(transfer(devices_[0], out.cond, *host_),
                                     reference_->forward(prompt)),
             kTolerance);
-  EXPECT_LE(testing::relative_error(transfer(*backends_[0], out.uncond, *host_),
+  EXPECT_LE(testing::relative_error(transfer(devices_[0], out.uncond, *host_),
                                     reference_->forward(null)),
             kTolerance);
 }
@@ -126,13 +126,13 @@ TEST_F(UlyssesTest, MismatchedMembersAreRefused) {
   const Prepared p = prepare_host(first(2), in);
   UlyssesParallel ulysses;
   try {
-    ulysses.forward(*fabric_, first(3), p.members);
+    ulysses.forward(devices_.fabric(), first(3), p.members);
     FAIL() << "two members' stages accepted for a group of three";
   } catch (const InvalidArgument& e) {
     EXPECT_THAT(e.what(), HasSubstr("2 members' stages for a group of 3"));
   }
   try {
-    ulysses.forward(*fabric_, DeviceGroup{{1, 0}}, p.members);
+    ulysses.forward(devices_.fabric(), DeviceGroup{{1, 0}}, p.members);
     FAIL() << "stages accepted on the wrong devices";
   } catch (const InvalidArgument& e) {
     EXPECT_THAT(e.what(), HasSubstr("member 0's stages run on"));

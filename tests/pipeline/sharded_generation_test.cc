@@ -97,19 +97,19 @@ TEST_F(ShardedGenerationTest, DopScheduleWithChangingMembersGivesTheOneDeviceLat
   const std::vector<DeviceGroup> schedule = {{{2}},    {{0, 1}}, {{3, 1, 0, 2}},
                                              {{2, 3}}, {{1}},    {{1, 2, 3}}};
   ShardedGenerationState s =
-      ShardedGenerationState::shard(*fabric_, state(5, *backends_[0]), 0, schedule[0]);
+      ShardedGenerationState::shard(devices_.fabric(), state(5, devices_[0]), 0, schedule[0]);
   FramePositionParallel scheme;
   for (const DeviceGroup& group : schedule) {
-    s.move_to(*fabric_, group);
+    s.move_to(devices_.fabric(), group);
     ASSERT_EQ(s.group().ranks, group.ranks);
-    s.step(*fabric_, scheme, prepare_on(group));
+    s.step(devices_.fabric(), scheme, prepare_on(group));
   }
   EXPECT_TRUE(s.done());
   EXPECT_EQ(s.step_index(), 6u);
-  const GenerationState back = s.gather(*fabric_, 2);  // rank 3
+  const GenerationState back = s.gather(devices_.fabric(), 2);  // rank 3
   EXPECT_TRUE(back.done());
   EXPECT_EQ(back.latents().device(), Device::cpu(3));
-  const Tensor got = transfer(*backends_[3], back.latents(), *host_);
+  const Tensor got = transfer(devices_[3], back.latents(), *host_);
   const GenerationState start = state(5, *host_);
   EXPECT_GT(testing::relative_error(want.latents(), start.latents()), 0.05);  // it did move
   EXPECT_LE(testing::relative_error(got, want.latents()), kTolerance);
@@ -123,15 +123,15 @@ TEST_F(ShardedGenerationTest, FrameShardedPredictionGivesTheOneDeviceLatents) {
   const std::vector<DeviceGroup> schedule = {{{2}},    {{0, 1}}, {{3, 1, 0, 2}},
                                              {{2, 3}}, {{1}},    {{1, 2, 3}}};
   ShardedGenerationState s =
-      ShardedGenerationState::shard(*fabric_, state(5, *backends_[0]), 0, schedule[0]);
+      ShardedGenerationState::shard(devices_.fabric(), state(5, devices_[0]), 0, schedule[0]);
   CountingScheme scheme;
   for (const DeviceGroup& group : schedule) {
-    s.move_to(*fabric_, group);
-    s.step(*fabric_, scheme, prepare_on(group), /*sharded_prediction=*/true);
+    s.move_to(devices_.fabric(), group);
+    s.step(devices_.fabric(), scheme, prepare_on(group), /*sharded_prediction=*/true);
   }
   EXPECT_EQ(scheme.whole, 0);  // no prediction was gathered on one member
   EXPECT_EQ(scheme.sharded, 6);
-  const Tensor got = transfer(*backends_[1], s.gather(*fabric_, 0).latents(), *host_);
+  const Tensor got = transfer(devices_[1], s.gather(devices_.fabric(), 0).latents(), *host_);
   EXPECT_LE(testing::relative_error(got, want.latents()), kTolerance);
 }
 
@@ -140,9 +140,9 @@ TEST_F(ShardedGenerationTest, FrameShardedPredictionGivesTheOneDeviceLatents) {
 TEST_F(ShardedGenerationTest, FrameShardedForwardEqualsTheGatheredOne) {
   for (const DeviceGroup& group :
        {DeviceGroup{{1}}, DeviceGroup{{0, 2}}, DeviceGroup{{3, 0, 1}}, DeviceGroup{{2, 3, 0, 1}}}) {
-    ShardedGenerationState s = ShardedGenerationState::shard(*fabric_, state(5, *host_), 0, group);
+    ShardedGenerationState s = ShardedGenerationState::shard(devices_.fabric(), state(5, *host_), 0, group);
     CapturingScheme capture;
-    s.step(*fabric_, capture, prepare_on(group), /*sharded_prediction=*/true);
+    s.step(devices_.fabric(), capture, prepare_on(group), /*sharded_prediction=*/true);
     const std::vector<std::int64_t> frames = even_split(5, group.size());
     ASSERT_EQ(capture.pieces.size(), frames.size());
     for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -151,12 +151,12 @@ TEST_F(ShardedGenerationTest, FrameShardedForwardEqualsTheGatheredOne) {
     }
     std::vector<Tensor> on_host;
     for (std::size_t i = 0; i < frames.size(); ++i) {
-      on_host.push_back(transfer(*backends_[static_cast<std::size_t>(group.ranks[i])],
+      on_host.push_back(transfer(devices_[group.ranks[i]],
                                  capture.pieces[i], *host_));
     }
     const Tensor joined = concat(*host_, on_host, 2);
     const Tensor whole =
-        transfer(*backends_[static_cast<std::size_t>(group.ranks[0])], capture.whole, *host_);
+        transfer(devices_[group.ranks[0]], capture.whole, *host_);
     EXPECT_LE(testing::relative_error(joined, whole), kTolerance) << group.size() << " members";
   }
 }
@@ -164,9 +164,9 @@ TEST_F(ShardedGenerationTest, FrameShardedForwardEqualsTheGatheredOne) {
 // Between two steps the latents stay sharded by frame on the group's members.
 TEST_F(ShardedGenerationTest, LatentsStayShardedByFrame) {
   const DeviceGroup group{{3, 0, 1}};
-  ShardedGenerationState s = ShardedGenerationState::shard(*fabric_, state(5, *host_), 0, group);
+  ShardedGenerationState s = ShardedGenerationState::shard(devices_.fabric(), state(5, *host_), 0, group);
   FramePositionParallel scheme;
-  s.step(*fabric_, scheme, prepare_on(group));
+  s.step(devices_.fabric(), scheme, prepare_on(group));
   ASSERT_EQ(s.latents().shards.size(), 3u);
   const std::vector<std::int64_t> frames = even_split(5, 3);
   for (std::size_t i = 0; i < 3; ++i) {
@@ -179,17 +179,17 @@ TEST_F(ShardedGenerationTest, LatentsStayShardedByFrame) {
 // A = {0, 1} -> {1, 2}: in the order least_moving_order picks ({2, 1}) only the frames
 // and captions that cpu:2 lacks move; cpu:1 keeps its frames and captions.
 TEST_F(ShardedGenerationTest, MovesOnlyWhatNewMembersLack) {
-  const GenerationState start = state(4, *backends_[0]);
+  const GenerationState start = state(4, devices_[0]);
   const std::int64_t frame_bytes = 4 * 4 * 6 * 4;  // C x h x w f32
   const std::int64_t caption_bytes =
       static_cast<std::int64_t>(start.captions().nbytes() + start.caption_lengths().nbytes());
 
-  ShardedGenerationState s = ShardedGenerationState::shard(*fabric_, start, 0, DeviceGroup{{0, 1}});
+  ShardedGenerationState s = ShardedGenerationState::shard(devices_.fabric(), start, 0, DeviceGroup{{0, 1}});
   const DeviceGroup to = least_moving_order(s.latents(), {1, 2});
   EXPECT_EQ(to.ranks, (std::vector<int>{2, 1}));
   const Tensor kept_shard = s.latents().shards[1];  // frames 2, 3 on cpu:1
   StateMoveStats stats;
-  s.move_to(*fabric_, to, &stats);
+  s.move_to(devices_.fabric(), to, &stats);
   EXPECT_EQ(stats.latent_bytes_moved, 2 * frame_bytes);  // frames 0, 1: cpu:0 -> cpu:2
   EXPECT_EQ(stats.latent_bytes_kept, 2 * frame_bytes);
   EXPECT_EQ(stats.caption_bytes_moved, caption_bytes);  // to cpu:2 only
@@ -198,33 +198,33 @@ TEST_F(ShardedGenerationTest, MovesOnlyWhatNewMembersLack) {
   EXPECT_EQ(s.latents().shards[1].raw_data(), kept_shard.raw_data());  // not copied
 
   // The given order {1, 2} would move every frame.
-  ShardedGenerationState t = ShardedGenerationState::shard(*fabric_, start, 0, DeviceGroup{{0, 1}});
+  ShardedGenerationState t = ShardedGenerationState::shard(devices_.fabric(), start, 0, DeviceGroup{{0, 1}});
   StateMoveStats naive;
-  t.move_to(*fabric_, DeviceGroup{{1, 2}}, &naive);
+  t.move_to(devices_.fabric(), DeviceGroup{{1, 2}}, &naive);
   EXPECT_EQ(naive.latent_bytes_moved, 4 * frame_bytes);
 
   // Same group: nothing moves.
   StateMoveStats none;
-  s.move_to(*fabric_, to, &none);
+  s.move_to(devices_.fabric(), to, &none);
   EXPECT_EQ(none.bytes_moved(), 0);
 
   // The state is intact after the moves.
-  const Tensor whole = transfer(*backends_[2], s.gather(*fabric_, 0).latents(), *host_);
+  const Tensor whole = transfer(devices_[2], s.gather(devices_.fabric(), 0).latents(), *host_);
   EXPECT_EQ(whole.to_vector_f32(),
-            transfer(*backends_[0], start.latents(), *host_).to_vector_f32());
+            transfer(devices_[0], start.latents(), *host_).to_vector_f32());
 }
 
 TEST_F(ShardedGenerationTest, RejectsOtherSamplersAndBadGroups) {
-  GenerationState start = state(4, *backends_[0]);
-  EXPECT_THROW(ShardedGenerationState::shard(*fabric_, start, 0, DeviceGroup{{0, 7}}),
+  GenerationState start = state(4, devices_[0]);
+  EXPECT_THROW(ShardedGenerationState::shard(devices_.fabric(), start, 0, DeviceGroup{{0, 7}}),
                InvalidArgument);
-  ShardedGenerationState s = ShardedGenerationState::shard(*fabric_, start, 0, DeviceGroup{{0}});
-  EXPECT_THROW(s.move_to(*fabric_, DeviceGroup{{1, 1}}), InvalidArgument);
+  ShardedGenerationState s = ShardedGenerationState::shard(devices_.fabric(), start, 0, DeviceGroup{{0}});
+  EXPECT_THROW(s.move_to(devices_.fabric(), DeviceGroup{{1, 1}}), InvalidArgument);
   SamplerOptions unipc = start.options();
   unipc.sampler = SamplerKind::unipc;
   const GenerationState other(start.latents(), start.captions(), start.caption_lengths(), unipc);
   try {
-    ShardedGenerationState::shard(*fabric_, other, 0, DeviceGroup{{0, 1}});
+    ShardedGenerationState::shard(devices_.fabric(), other, 0, DeviceGroup{{0, 1}});
     ADD_FAILURE() << "no error";
   } catch (const InvalidArgument& e) {
     EXPECT_NE(std::string(e.what()).find("sampler"), std::string::npos) << e.what();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/copy.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -34,15 +35,12 @@ double max_abs_difference(const Tensor& a, const Tensor& b) {
 }
 
 void expect_groups_give_the_one_device_video(const std::string& model) {
-  std::vector<std::unique_ptr<Backend>> backends;
+  const testing::CpuDevices devices(kRanks);
+  Fabric& fabric = devices.fabric();
   std::vector<std::unique_ptr<Pipeline>> pipelines;
-  std::vector<Backend*> devices;
   for (int r = 0; r < kRanks; ++r) {
-    backends.push_back(make_backend(Device::cpu(r)));
-    devices.push_back(backends.back().get());
-    pipelines.push_back(std::make_unique<Pipeline>(find_model(model), *backends.back(), std::nullopt));
+    pipelines.push_back(std::make_unique<Pipeline>(find_model(model), devices[r], std::nullopt));
   }
-  Fabric fabric(devices);
   GenerateRequest request = default_request(find_model(model));
   request.prompt = "a kite over a windy beach";
   request.frames = 5;  // 2 latent frames of 4 x 6 latents
@@ -51,7 +49,7 @@ void expect_groups_give_the_one_device_video(const std::string& model) {
   request.steps = 2;
   request.seed = 5;
   GenerationState finished = pipelines[0]->start(request, pipelines[0]->encode(request.prompt));
-  while (!finished.done()) finished.step(*backends[0], pipelines[0]->transformer());
+  while (!finished.done()) finished.step(devices[0], pipelines[0]->transformer());
   const Tensor want = pipelines[0]->decode(finished);
   ASSERT_EQ(want.shape(), (Shape{1, 3, 5, 32, 48}));
 
@@ -62,7 +60,7 @@ void expect_groups_give_the_one_device_video(const std::string& model) {
                                    DeviceGroup{{3, 1, 2}}, DeviceGroup{{2, 0, 3, 1}}}) {
     const int leader = group.ranks[0];
     GenerationState state = finished;
-    if (leader != 0) state.move_to(*backends[0], *backends[static_cast<std::size_t>(leader)]);
+    if (leader != 0) state.move_to(devices[0], devices[leader]);
     const Tensor got = group_decode(fabric, group, *pipelines[static_cast<std::size_t>(leader)], state);
     ASSERT_EQ(got.shape(), want.shape()) << model << " on " << group.size();
     // Every member's own pipeline (as the engine passes them), or only some: the same
@@ -91,14 +89,9 @@ TEST(GroupDecode, OpenSoraGroupsGiveTheOneDeviceVideo) { expect_groups_give_the_
 TEST(GroupDecode, WanGroupsGiveTheOneDeviceVideo) { expect_groups_give_the_one_device_video("tiny-wan"); }
 
 TEST(GroupDecode, RefusesAWrongLeaderAndTooFewRows) {
-  std::vector<std::unique_ptr<Backend>> backends;
-  std::vector<Backend*> devices;
-  for (int r = 0; r < kRanks; ++r) {
-    backends.push_back(make_backend(Device::cpu(r)));
-    devices.push_back(backends.back().get());
-  }
-  Fabric fabric(devices);
-  Pipeline pipeline(find_model("tiny"), *backends[0], std::nullopt);
+  const testing::CpuDevices devices(kRanks);
+  Fabric& fabric = devices.fabric();
+  Pipeline pipeline(find_model("tiny"), devices[0], std::nullopt);
   GenerateRequest request;
   request.prompt = "a kite";
   request.frames = 1;
@@ -106,7 +99,7 @@ TEST(GroupDecode, RefusesAWrongLeaderAndTooFewRows) {
   request.width = 16;
   request.steps = 1;
   GenerationState state = pipeline.start(request, pipeline.encode(request.prompt));
-  state.step(*backends[0], pipeline.transformer());
+  state.step(devices[0], pipeline.transformer());
   try {
     group_decode(fabric, DeviceGroup{{1, 0}}, pipeline, state);
     ADD_FAILURE() << "a group led by another device than the pipeline's was accepted";
@@ -122,7 +115,7 @@ TEST(GroupDecode, RefusesAWrongLeaderAndTooFewRows) {
   EXPECT_EQ(group_decode(fabric, DeviceGroup{{0, 1}}, pipeline, state).shape(), (Shape{1, 3, 1, 16, 16}));
 
   // Member pipelines: one per member, the leader's first, each on its member's device.
-  Pipeline other(find_model("tiny"), *backends[1], std::nullopt);
+  Pipeline other(find_model("tiny"), devices[1], std::nullopt);
   const auto refused = [&](const DeviceGroup& group, const std::vector<Pipeline*>& members,
                            const char* why) {
     try {

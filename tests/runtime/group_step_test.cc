@@ -9,6 +9,7 @@
 
 #include "kernels/copy.h"
 #include "pipeline/pipeline.h"
+#include "support/cpu_devices.h"
 #include "support/random.h"
 #include "tensor/error.h"
 
@@ -28,18 +29,14 @@ constexpr int kRanks = 4;
 class Devices {
  public:
   explicit Devices(const std::string& model) {
-    std::vector<Backend*> devices;
     for (int r = 0; r < kRanks; ++r) {
-      backends_.push_back(make_backend(Device::cpu(r)));
-      devices.push_back(backends_.back().get());
-      pipelines_.push_back(std::make_unique<Pipeline>(find_model(model), *backends_.back(), std::nullopt));
+      pipelines_.push_back(std::make_unique<Pipeline>(find_model(model), devices_[r], std::nullopt));
     }
-    fabric_ = std::make_unique<Fabric>(devices);
   }
 
-  Backend& backend(int r) { return *backends_[static_cast<std::size_t>(r)]; }
+  Backend& backend(int r) { return devices_[r]; }
   Pipeline& pipeline(int r) { return *pipelines_[static_cast<std::size_t>(r)]; }
-  Fabric& fabric() { return *fabric_; }
+  Fabric& fabric() { return devices_.fabric(); }
 
   GenerationState start(const GenerateRequest& request) {
     return pipeline(0).start(request, pipeline(0).encode(request.prompt));
@@ -75,9 +72,8 @@ class Devices {
   }
 
  private:
-  std::vector<std::unique_ptr<Backend>> backends_;
+  testing::CpuDevices devices_{kRanks};
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
-  std::unique_ptr<Fabric> fabric_;
 };
 
 TEST(GroupStep, ChangingGroupsGiveTheOneDeviceLatents) {
