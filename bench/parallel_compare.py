@@ -42,6 +42,7 @@ LOADING = re.compile(r"^profile: loading (\S+) on \d+ device")
 RUNS_AT = re.compile(r"^profile: (\S+) runs at (\d+)x(\d+), (\d+) frames -> (\d+) latent frames")
 STEP = re.compile(r"^profile: (\S+) (step|decode) DoP (\d+): ([0-9.]+) ms")
 ENCODE = re.compile(r"^profile: encode ([0-9.]+) ms")
+AGREE = re.compile(r"^profile: (\S+) DoP (\d+) vs DoP 1 after (\d+) steps: rel\. error (\S+)")
 MOVE = re.compile(r"^profile: (\S+) move (\S+) -> (\S+): ([0-9.]+) ms")
 
 
@@ -73,6 +74,11 @@ def parse_log(path):
                 name, kind, dop, ms = m.groups()
                 shapes.setdefault(name, {"step_ms": {}, "decode_ms": {}})
                 shapes[name][f"{kind}_ms"][int(dop)] = float(ms)
+            elif m := AGREE.match(line):
+                name, dop, steps, err = m.groups()
+                shapes.setdefault(name, {"step_ms": {}, "decode_ms": {}})
+                shapes[name].setdefault("vs_dop1", {})[int(dop)] = {
+                    "steps": int(steps), "relative_error": float(err)}
             elif m := ENCODE.match(line):
                 encode_ms = float(m.group(1))
             elif m := MOVE.match(line):
@@ -99,7 +105,8 @@ def load_run(log_path, json_path):
                 "step_ms": {int(k): v for k, v in s["step_ms"].items()},
                 "decode_ms": {int(k): v for k, v in s["decode_ms"].items()},
                 "encode_ms": s["encode_ms"], "move_ms": s.get("move_ms"),
-                "move": extra.get("move"), "source": os.path.basename(json_path),
+                "move": extra.get("move"), "vs_dop1": extra.get("vs_dop1", {}),
+                "source": os.path.basename(json_path),
                 "hardware": profile.get("hardware")})
         return rows
     if model is None:
@@ -113,7 +120,7 @@ def load_run(log_path, json_path):
             "frames": s.get("frames"), "runs_at": s.get("runs_at"),
             "latent_frames": s.get("latent_frames"), "step_ms": s["step_ms"],
             "decode_ms": s["decode_ms"], "encode_ms": encode_ms, "move_ms": s.get("move_ms"),
-            "move": s.get("move"),
+            "move": s.get("move"), "vs_dop1": s.get("vs_dop1", {}),
             "source": "log (" + os.path.basename(log_path) + "; the run was cut off before "
                       "writing its profile JSON)"})
     return rows
@@ -154,6 +161,8 @@ def summarise(runs, reference_model):
             "decode_speedup_dop2": ratio(r["decode_ms"].get(1), r["decode_ms"].get(2)),
             "encode_ms": round(r["encode_ms"], 3) if r["encode_ms"] is not None else None,
             "move_ms": r["move_ms"], "move": r["move"],
+            # The latents after the same steps at DoP k against DoP 1's (profile's check).
+            "latents_vs_dop1": {str(k): v for k, v in sorted(r["vs_dop1"].items())},
             "source": r["source"],
         }
         ref = ISSUE_REFERENCE.get((r["height"], r["frames"]))

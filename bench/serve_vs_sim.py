@@ -199,19 +199,25 @@ def measure_profile(args, shapes, path, env):
     if args.hardware_label:
         cmd += ["--hardware", args.hardware_label]
     r = run_checked(cmd, args.profile_timeout_s, "profile", env)
-    with open(path + ".raw") as f:
+    adopt_profile(path + ".raw", shapes, path, " ".join(cmd))
+    os.remove(path + ".raw")
+    return r.stderr
+
+
+def adopt_profile(source, shapes, path, measured_by):
+    """The profile at `source` written to `path` with its shapes named as the mix names them
+    (the server matches a request by size, the simulator a trace line by name)."""
+    with open(source) as f:
         profile = json.load(f)
     for s in profile["shapes"]:
         match = [m for m in shapes if (m["width"], m["height"], m["frames"]) ==
                  (s["width"], s["height"], s["frames"])]
         if match:
             s["name"] = match[0]["name"]
-    profile["measured_by"] = " ".join(cmd)
+    profile["measured_by"] = measured_by
     with open(path, "w") as f:
         json.dump(profile, f, indent=2)
         f.write("\n")
-    os.remove(path + ".raw")
-    return r.stderr
 
 
 def solo_s(shape, steps):
@@ -664,7 +670,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--policies", default=DEFAULT_POLICIES,
                     help="comma-separated, as serve/simulate --policy; 'none': only the profile and the trace")
-    ap.add_argument("--profile", help="a profile JSON to use instead of measuring one (its shape names are the mix's)")
+    ap.add_argument("--profile", help="a profile JSON to use instead of measuring one (its shapes of the mix's sizes are renamed as the mix names them)")
     ap.add_argument("--trace", help="a trace JSONL to replay instead of generating one")
     ap.add_argument("--profile-dop", default=None, help="DoPs to profile (default: 1..devices, powers of 2)")
     ap.add_argument("--profile-steps-timed", type=int, default=3)
@@ -719,7 +725,7 @@ def main():
 
     profile_log = None
     if args.profile:
-        shutil.copyfile(args.profile, profile_path)
+        adopt_profile(args.profile, shapes, profile_path, "given: " + args.profile)
     elif not os.path.exists(profile_path):
         profile_log = measure_profile(args, shapes, profile_path, env)
     with open(profile_path) as f:

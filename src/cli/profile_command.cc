@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -25,13 +26,13 @@
 #include "cli/commands.h"
 #include "comm/fabric.h"
 #include "kernels/backend.h"
+#include "kernels/copy.h"
 #include "models/opensora_vae.h"
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
 #include "models/wan_vae.h"
 #include "parallel/spatial_shards.h"
 #include "pipeline/pipeline.h"
-#include "pipeline/sharded_generation.h"
 #include "runtime/group_step.h"
 #include "sched/profile.h"
 #include "tensor/error.h"
@@ -139,6 +140,22 @@ std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multip
     out.push_back(s);
   }
   return out;
+}
+
+std::vector<float> host_values(Backend& be, const Tensor& t) {
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  return transfer(be, t, *host).to_vector_f32();
+}
+
+// ||a - b|| / ||b|| (0 when both are zero).
+double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  DITSERVE_CHECK(a.size() == b.size(), "relative_l2: ", a.size(), " vs ", b.size(), " values");
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
 std::vector<int> parse_dops(const std::string& text, int devices) {
@@ -324,28 +341,28 @@ void run(const ProfileArgs& a) {
     sp.frames = static_cast<int>(s.frames);
     sp.encode_s = encode_s;
 
+    std::vector<float> one_device;  // DoP 1's latents after its steps, for the others to match
     for (const int dop : dops) {
       const DeviceGroup group = first_ranks(dop);
-      if (spec.is_wan()) {
-        // The runtime's group step: Ulysses on k members, the plain step on one.
-        GenerationState state = pipeline.start(request, *captions);
-        std::vector<DiffusionTransformer*> members;
-        for (const int r : group.ranks) members.push_back(wan_dits[static_cast<std::size_t>(r)]);
-        sp.step_s[dop] = measure(
-            a.warmup, a.steps_timed, [&] { runtime::group_step(fabric, group, members, state); },
-            sync_all);
-      } else {
-        ShardedGenerationState state = ShardedGenerationState::shard(fabric, start, 0, group);
-        FramePositionParallel scheme;
-        const auto prepare = [&](int member, const DenoiseInputs& in) {
-          return dits[static_cast<std::size_t>(group.ranks[static_cast<std::size_t>(member)])]
-              ->prepare_stages(in);
-        };
-        sp.step_s[dop] = measure(
-            a.warmup, a.steps_timed, [&] { state.step(fabric, scheme, prepare); }, sync_all);
-      }
+      // The runtime's group step: on k members STDiT3 runs frame/position parallel and Wan
+      // Ulysses, each with the guidance branches on the two halves of an even group.
+      GenerationState state = pipeline.start(request, *captions);
+      std::vector<DiffusionTransformer*> group_members;
+      for (const int r : group.ranks) group_members.push_back(members[static_cast<std::size_t>(r)]);
+      sp.step_s[dop] = measure(
+          a.warmup, a.steps_timed,
+          [&] { runtime::group_step(fabric, group, group_members, state); }, sync_all);
       std::fprintf(stderr, "profile: %s step DoP %d: %.3f ms\n", s.name.c_str(), dop,
                    sp.step_s[dop] * 1e3);
+      // Every DoP ran the same steps from the same state: a wrong parallel path shows here.
+      const std::vector<float> latents = host_values(*backends[0], state.latents());
+      if (dop == 1) {
+        one_device = latents;
+      } else {
+        std::fprintf(stderr, "profile: %s DoP %d vs DoP 1 after %d steps: rel. error %.3g\n",
+                     s.name.c_str(), dop, a.warmup + a.steps_timed,
+                     relative_l2(latents, one_device));
+      }
     }
 
     const Tensor& latents = start.latents();
@@ -365,25 +382,14 @@ void run(const ProfileArgs& a) {
     }
 
     // A whole request (latents and captions; Wan: the sampler history too) between two
-    // disjoint one-device groups.
+    // disjoint one-device groups, as the runtime moves it.
     if (n >= 2) {
       bool on_first = true;
-      std::function<void()> move;
-      std::optional<ShardedGenerationState> sharded;
-      std::optional<GenerationState> whole;
-      if (spec.is_wan()) {
-        whole = pipeline.start(request, *captions);
-        move = [&] {
-          whole->move_to(*backends[on_first ? 0 : 1], *backends[on_first ? 1 : 0]);
-          on_first = !on_first;
-        };
-      } else {
-        sharded = ShardedGenerationState::shard(fabric, start, 0, DeviceGroup{{0}});
-        move = [&] {
-          sharded->move_to(fabric, DeviceGroup{{on_first ? 1 : 0}});
-          on_first = !on_first;
-        };
-      }
+      GenerationState whole = pipeline.start(request, *captions);
+      const auto move = [&] {
+        whole.move_to(*backends[on_first ? 0 : 1], *backends[on_first ? 1 : 0]);
+        on_first = !on_first;
+      };
       sp.move_s = measure(a.warmup, a.steps_timed, move, sync_all);
       std::fprintf(stderr, "profile: %s move %s -> %s: %.3f ms\n", s.name.c_str(),
                    device_names[0].c_str(), device_names[1].c_str(), sp.move_s * 1e3);

@@ -10,36 +10,48 @@
 
 namespace ditserve {
 
+namespace {
+
+// Chunks per work item: about 1M values (a few milliseconds), small enough that every thread
+// shares the largest tensor and finishes within an item of the others, large enough that
+// taking items costs nothing.
+constexpr std::int64_t kChunksPerItem = 16;
+
+struct WorkItem {
+  const ParamSpec* spec;
+  float* values;  // the whole tensor's
+  std::int64_t chunk_begin, chunk_end;
+};
+
+}  // namespace
+
 PrefetchedRandomWeights::PrefetchedRandomWeights(std::vector<ParamSpec> specs, std::uint64_t seed,
                                                  unsigned threads)
     : generator_(random_weights(specs, seed)), specs_(std::move(specs)), tensors_(specs_.size()) {
-  if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 32u);
-  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(specs_.size(), 1)));
-  // Largest first, so one big embedding does not start last and leave the others idle.
-  std::vector<std::size_t> order(specs_.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-    return shape_numel(specs_[a].shape) > shape_numel(specs_[b].shape);
-  });
-  std::atomic<std::size_t> next{0};
-  std::mutex error_mutex;
-  std::string error;
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (std::size_t k = next++; k < order.size(); k = next++) {
-        const ParamSpec& spec = specs_[order[k]];
-        try {
-          tensors_[order[k]] = generator_->get(spec.name, spec.shape);
-        } catch (const std::exception& e) {
-          const std::lock_guard<std::mutex> lock(error_mutex);
-          if (error.empty()) error = e.what();
-        }
-      }
-    });
+  // Each tensor is cut into items of whole chunks; the values do not depend on which thread
+  // fills which item (fill_random_chunks), so any split gives random_weights()' tensors.
+  std::vector<WorkItem> items;
+  for (std::size_t i = 0; i < specs_.size(); ++i) {
+    tensors_[i] = Tensor::empty_host(specs_[i].shape, DType::f32);
+    float* values = tensors_[i].data<float>();
+    const std::int64_t chunks = (tensors_[i].numel() + kRandomChunkValues - 1) / kRandomChunkValues;
+    for (std::int64_t c = 0; c < chunks; c += kChunksPerItem) {
+      items.push_back({&specs_[i], values, c, std::min(c + kChunksPerItem, chunks)});
+    }
   }
-  for (std::thread& t : pool) t.join();
-  if (!error.empty()) throw Error(error);
+  if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 32u);
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(items.size(), 1)));
+  std::atomic<std::size_t> next{0};
+  const auto work = [&] {
+    for (std::size_t k = next++; k < items.size(); k = next++) {
+      const WorkItem& item = items[k];
+      fill_random_chunks(*item.spec, seed, item.chunk_begin, item.chunk_end, item.values);
+    }
+  };
+  std::vector<std::jthread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  pool.clear();  // joins
   for (std::size_t i = 0; i < specs_.size(); ++i) index_[specs_[i].name] = i;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// random_weights() generated up front by all cores (a tensor's values depend only on (seed,
-// name), so generating them in parallel gives the same values), then handed out once each:
+// random_weights() generated up front by all cores (a tensor's values come in chunks that
+// depend only on (seed, name, chunk index), so the cores share even the largest tensor and
+// give the same values for any thread count), then handed out once each:
 // what loads a full-size model with random weights in seconds rather than minutes (the
 // benchmarks, `generate --random-weights`, the built-in tiny models).
 

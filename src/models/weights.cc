@@ -21,9 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Values of one tensor come in independent streams of this many, each seeded from
-// (seed, name, stream index): generation parallelises without depending on thread count.
-constexpr std::int64_t kStreamLength = 1 << 16;
+static_assert(kRandomChunkValues % 2 == 0, "a Box-Muller pair must not straddle two chunks");
 constexpr std::uint64_t kShardBytes = 2ull << 30;
 
 std::uint64_t fnv1a(std::uint64_t hash, const void* data, std::size_t bytes) {
@@ -43,11 +41,11 @@ std::uint64_t fnv1a_u64(std::uint64_t hash, std::uint64_t value) {
   return fnv1a(hash, bytes, sizeof(bytes));
 }
 
-std::uint64_t stream_seed(std::uint64_t seed, const std::string& name, std::uint64_t stream) {
+std::uint64_t chunk_seed(std::uint64_t seed, const std::string& name, std::uint64_t chunk) {
   std::uint64_t hash = 0xcbf29ce484222325ull;
   hash = fnv1a_u64(hash, seed);
   hash = fnv1a(hash, name.data(), name.size());
-  return fnv1a_u64(hash, stream);
+  return fnv1a_u64(hash, chunk);
 }
 
 // Standard normals by Box-Muller on 53-bit uniforms; std::normal_distribution is not
@@ -65,34 +63,16 @@ void fill_normal(float* out, std::int64_t n, std::uint64_t seed, double std) {
   }
 }
 
+std::int64_t chunk_count(std::int64_t numel) {
+  return (numel + kRandomChunkValues - 1) / kRandomChunkValues;
+}
+
 Tensor generate(const ParamSpec& spec, std::uint64_t seed) {
   Tensor out = Tensor::empty_host(spec.shape, DType::f32);
+  const std::int64_t chunks = chunk_count(out.numel());
   float* data = out.data<float>();
-  const std::int64_t n = out.numel();
-  switch (spec.init) {
-    case ParamInit::zeros:
-      std::fill(data, data + n, 0.0f);
-      break;
-    case ParamInit::ones:
-      std::fill(data, data + n, 1.0f);
-      break;
-    case ParamInit::rope_frequencies:
-      // The frequencies of a RoPE over 2n dims: theta^(-2i / 2n), i < n, theta = 10000.
-      for (std::int64_t i = 0; i < n; ++i) {
-        data[i] = static_cast<float>(std::pow(10000.0, -static_cast<double>(i) / static_cast<double>(n)));
-      }
-      break;
-    case ParamInit::normal: {
-      const std::int64_t streams = (n + kStreamLength - 1) / kStreamLength;
 #pragma omp parallel for schedule(static)
-      for (std::int64_t s = 0; s < streams; ++s) {
-        const std::int64_t begin = s * kStreamLength;
-        fill_normal(data + begin, std::min(kStreamLength, n - begin),
-                    stream_seed(seed, spec.name, static_cast<std::uint64_t>(s)), spec.std);
-      }
-      break;
-    }
-  }
+  for (std::int64_t c = 0; c < chunks; ++c) fill_random_chunks(spec, seed, c, c + 1, data);
   return out;
 }
 
@@ -185,6 +165,35 @@ Tensor to_host_dtype(const Tensor& t, DType dtype) {
 }
 
 }  // namespace
+
+void fill_random_chunks(const ParamSpec& spec, std::uint64_t seed, std::int64_t chunk_begin,
+                        std::int64_t chunk_end, float* values) {
+  const std::int64_t n = shape_numel(spec.shape);
+  const std::int64_t begin = std::min(chunk_begin * kRandomChunkValues, n);
+  const std::int64_t end = std::min(chunk_end * kRandomChunkValues, n);
+  switch (spec.init) {
+    case ParamInit::zeros:
+      std::fill(values + begin, values + end, 0.0f);
+      break;
+    case ParamInit::ones:
+      std::fill(values + begin, values + end, 1.0f);
+      break;
+    case ParamInit::rope_frequencies:
+      // The frequencies of a RoPE over 2n dims: theta^(-2i / 2n), i < n, theta = 10000.
+      for (std::int64_t i = begin; i < end; ++i) {
+        values[i] = static_cast<float>(std::pow(10000.0, -static_cast<double>(i) / static_cast<double>(n)));
+      }
+      break;
+    case ParamInit::normal:
+      for (std::int64_t c = chunk_begin; c < chunk_end; ++c) {
+        const std::int64_t first = c * kRandomChunkValues;
+        if (first >= n) break;
+        fill_normal(values + first, std::min(kRandomChunkValues, n - first),
+                    chunk_seed(seed, spec.name, static_cast<std::uint64_t>(c)), spec.std);
+      }
+      break;
+  }
+}
 
 std::unique_ptr<WeightSource> open_weight_file(const fs::path& path) {
   return std::make_unique<CheckpointWeights>(path);

@@ -43,10 +43,32 @@ class WeightSource {
 // A safetensors file, a sharded index json, or a directory holding either.
 std::unique_ptr<WeightSource> open_weight_file(const std::filesystem::path& path);
 // Seeded random values for `specs`: tensor `name` depends only on (seed, name), so the
-// order of loading does not matter. f32 values; the same on every platform (the generator
-// is fully specified: FNV-1a seeding, mt19937_64, Box-Muller). Throws InvalidArgument
-// naming the tensor when two specs share a name.
+// order of loading does not matter. f32 values; the same on every platform and for any
+// number of threads, because the generator is fully specified:
+//   - A normal tensor's n values (row-major) are cut into chunks of kRandomChunkValues;
+//     chunk c holds values [c * kRandomChunkValues, min((c + 1) * kRandomChunkValues, n)).
+//   - Chunk c draws from its own mt19937_64 seeded with the 64-bit FNV-1a hash (offset
+//     basis 0xcbf29ce484222325, prime 0x100000001b3) of: the 8 bytes of `seed`, least
+//     significant first; the bytes of `name`; the 8 bytes of c, least significant first.
+//     (Chunk 0 of a tensor is its whole stream when n <= kRandomChunkValues.)
+//   - Within a chunk, pair k (values 2k and 2k + 1 of the chunk) is Box-Muller on two
+//     53-bit uniforms from consecutive draws a, b: u1 = ((a >> 11) + 1) * 2^-53,
+//     u2 = (b >> 11) * 2^-53, r = sqrt(-2 ln u1) * std (in double); value 2k is
+//     float(r cos(2 pi u2)), value 2k + 1 is float(r sin(2 pi u2)) (dropped past the end
+//     of an odd-length last chunk). The chunk length is even, so no pair straddles chunks.
+//   - zeros and ones are exact; rope_frequencies value i of n is float(10000^(-i / n)).
+// Throws InvalidArgument naming the tensor when two specs share a name.
 std::unique_ptr<WeightSource> random_weights(std::vector<ParamSpec> specs, std::uint64_t seed);
+
+// The generator's chunk length (a power of two): the unit of parallel generation.
+inline constexpr std::int64_t kRandomChunkValues = std::int64_t{1} << 16;
+// Writes chunks [chunk_begin, chunk_end) of the values random_weights(..., seed) gives for
+// `spec` to `values`, the start of the tensor's whole f32 buffer (numel(spec.shape)
+// floats); other values are left alone. Chunks of one tensor may be filled concurrently
+// from any threads. REQUIRES: 0 <= chunk_begin <= chunk_end <= the tensor's chunk count
+// (ceil(numel / kRandomChunkValues)). Runs on the calling thread only.
+void fill_random_chunks(const ParamSpec& spec, std::uint64_t seed, std::int64_t chunk_begin,
+                        std::int64_t chunk_end, float* values);
 
 // Writes random weights for `specs` as a (sharded when large) safetensors checkpoint in
 // `dir`, storing `dtype` (f32 or bf16), with the same values random_weights() gives

@@ -1,12 +1,16 @@
 #include "runtime/group_step.h"
 
+#include <future>
 #include <memory>
+#include <utility>
 
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
+#include "parallel/guidance_parallel.h"
 #include "parallel/replicate.h"
 #include "parallel/sequence_parallel.h"
 #include "parallel/ulysses.h"
+#include "kernels/copy.h"
 #include "tensor/error.h"
 
 namespace ditserve::runtime {
@@ -73,7 +77,72 @@ Tensor ulysses_forward(Fabric& fabric, const DeviceGroup& group,
   return scheme.forward(fabric, group, stages);
 }
 
+// The prediction of `members` (one DiT replica per member of `group`) for the member-local
+// inputs: the plain forward on one device, else the model's sequence-parallel scheme.
+Tensor group_forward(Fabric& fabric, const DeviceGroup& group,
+                     const std::vector<DiffusionTransformer*>& members,
+                     const std::vector<DenoiseInputs>& inputs) {
+  if (group.size() == 1) return members[0]->forward(inputs[0]);
+  if (const std::vector<STDiT3*> stdit = as<STDiT3>(members); !stdit.empty())
+    return frame_parallel_forward(fabric, group, stdit, inputs);
+  if (const std::vector<WanTransformer*> wan = as<WanTransformer>(members); !wan.empty())
+    return ulysses_forward(fabric, group, wan, inputs);
+  throw InvalidArgument("group_step: this model has no sequence-parallel step; it runs on one device");
+}
+
+// Row `row` of the guidance batch [z, z] (0: the prompt's branch, 1: the null caption's).
+DenoiseInputs branch(const DenoiseInputs& in, std::int64_t row) {
+  DenoiseInputs out = in;
+  out.latents = in.latents.narrow(0, row, 1);
+  out.timesteps = in.timesteps.narrow(0, row, 1);
+  out.captions = in.captions.narrow(0, row, 1);
+  out.caption_lengths = in.caption_lengths.narrow(0, row, 1);
+  return out;
+}
+
+// Classifier-free guidance parallelism: the prompt's branch on the first half of the group,
+// the null caption's on the second (guidance_halves), at once and with no exchange between
+// the halves until both predictions are made. The null branch is issued from its own thread,
+// so neither half's device waits for the other half's kernel launches. Returns the batch
+// [cond, uncond] on the group's first member, as the one-device forward returns it.
+Tensor guidance_parallel_forward(Fabric& fabric, const DeviceGroup& group,
+                                 const std::vector<DiffusionTransformer*>& members,
+                                 const std::vector<DenoiseInputs>& inputs) {
+  const std::pair<DeviceGroup, DeviceGroup> halves = guidance_halves(group);
+  const DeviceGroup& prompt_half = halves.first;
+  const DeviceGroup& null_half = halves.second;
+  const auto rows = [&](std::size_t first, std::size_t count, std::int64_t row) {
+    std::pair<std::vector<DiffusionTransformer*>, std::vector<DenoiseInputs>> out;
+    for (std::size_t i = first; i < first + count; ++i) {
+      out.first.push_back(members[i]);
+      out.second.push_back(branch(inputs[i], row));
+    }
+    return out;
+  };
+  const auto prompt = rows(0, prompt_half.ranks.size(), 0);
+  const auto null = rows(prompt_half.ranks.size(), null_half.ranks.size(), 1);
+  std::future<Tensor> uncond = std::async(std::launch::async, [&] {
+    return group_forward(fabric, null_half, null.first, null.second);
+  });
+  Tensor cond;
+  try {
+    cond = group_forward(fabric, prompt_half, prompt.first, prompt.second);
+  } catch (...) {
+    uncond.wait();  // the other half's work refers to this frame's locals
+    throw;
+  }
+  const Tensor far = uncond.get();
+  Backend& leader = fabric.device(group.ranks[0]);
+  Tensor near = leader.empty(far.shape(), far.dtype());
+  fabric.copy(null_half.ranks[0], far, group.ranks[0], near);
+  return concat(leader, {cond, near}, 0);
+}
+
 }  // namespace
+
+bool uses_guidance_parallel(const DeviceGroup& group) {
+  return group.size() >= 2 && group.size() % 2 == 0;
+}
 
 bool has_group_step(const DiffusionTransformer& dit) {
   return dynamic_cast<const STDiT3*>(&dit) != nullptr ||
@@ -93,15 +162,12 @@ void group_step(Fabric& fabric, const DeviceGroup& group,
     return;
   }
   const DenoiseInputs in = state.next_inputs(leader);
-  Tensor prediction;
-  if (const std::vector<STDiT3*> stdit = as<STDiT3>(members); !stdit.empty()) {
-    prediction = frame_parallel_forward(fabric, group, stdit, inputs_everywhere(fabric, group, in));
-  } else if (const std::vector<WanTransformer*> wan = as<WanTransformer>(members); !wan.empty()) {
-    // The CFG batch [z, z] stays one batch: each member holds both branches' rows.
-    prediction = ulysses_forward(fabric, group, wan, inputs_everywhere(fabric, group, in));
-  } else {
+  if (as<STDiT3>(members).empty() && as<WanTransformer>(members).empty())
     throw InvalidArgument("group_step: this model has no sequence-parallel step; it runs on one device");
-  }
+  const std::vector<DenoiseInputs> everywhere = inputs_everywhere(fabric, group, in);
+  const Tensor prediction = uses_guidance_parallel(group)
+                                ? guidance_parallel_forward(fabric, group, members, everywhere)
+                                : group_forward(fabric, group, members, everywhere);
   state.advance(leader, prediction);
 }
 

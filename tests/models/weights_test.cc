@@ -104,6 +104,70 @@ TEST(RandomWeightsTest, InitKinds) {
   EXPECT_GT(std::abs(*big), 2.0f * 3.5f);  // tails exist: 150000 draws reach 4 sigma
 }
 
+// Values the generator gave before it was cut into chunks of kRandomChunkValues for
+// parallel generation (computed with that code): the chunking changed no tensor's values,
+// so existing checkpoints and golden outputs stay valid.
+TEST(RandomWeightsTest, ValuesArePinned) {
+  ASSERT_EQ(kRandomChunkValues, 65536);
+  const auto source = random_weights({{"pin.small.weight", {1000, 65}, ParamInit::normal, 0.02f},
+                                      {"pin.exact.weight", {256, 256}, ParamInit::normal, 0.02f},
+                                      {"pin.multi.weight", {3, 50001}, ParamInit::normal, 1.0f}},
+                                     42);
+  const std::vector<float> small = values(*source, "pin.small.weight", {1000, 65});  // < a chunk
+  EXPECT_EQ(small[0], 0x1.88be76p-6f);
+  EXPECT_EQ(small[1], 0x1.7f587ep-11f);
+  EXPECT_EQ(small[2], 0x1.59a272p-6f);
+  EXPECT_EQ(small[3], 0x1.9244fp-8f);
+  EXPECT_EQ(small[1000], -0x1.5d91eep-7f);
+  EXPECT_EQ(small[64999], 0x1.facce8p-6f);
+  const std::vector<float> exact = values(*source, "pin.exact.weight", {256, 256});  // one chunk
+  EXPECT_EQ(exact[0], -0x1.e1fe5ap-6f);
+  EXPECT_EQ(exact[1], 0x1.66faa2p-6f);
+  EXPECT_EQ(exact[2], 0x1.401d1cp-5f);
+  EXPECT_EQ(exact[3], 0x1.c51d86p-6f);
+  EXPECT_EQ(exact[1000], -0x1.cb1d3cp-6f);
+  EXPECT_EQ(exact[65535], 0x1.09ad52p-8f);
+  // Three chunks, the last of odd length (its final Box-Muller pair loses its sine).
+  const std::vector<float> multi = values(*source, "pin.multi.weight", {3, 50001});
+  EXPECT_EQ(multi[0], -0x1.26b45cp-1f);
+  EXPECT_EQ(multi[1], 0x1.dc9144p+0f);
+  EXPECT_EQ(multi[2], 0x1.ef2bd8p-1f);
+  EXPECT_EQ(multi[3], -0x1.185d96p-1f);
+  EXPECT_EQ(multi[1000], 0x1.12e0d4p+0f);
+  EXPECT_EQ(multi[65535], -0x1.5673ap-2f);
+  EXPECT_EQ(multi[65536], 0x1.df5064p-1f);
+  EXPECT_EQ(multi[65537], -0x1.a4cfcp-2f);
+  EXPECT_EQ(multi[131072], -0x1.032e4ep+0f);
+  EXPECT_EQ(multi[150002], -0x1.f083b4p-2f);
+}
+
+TEST(RandomWeightsTest, ChunksFilledInAnyOrderGiveTheTensor) {
+  const std::vector<ParamSpec> specs = {
+      {"embed.weight", {5, 40000}, ParamInit::normal, 0.5f},  // 4 chunks, the last partial
+      {"rope.freqs", {70000}, ParamInit::rope_frequencies, 0.0f},
+      {"norm.weight", {70000}, ParamInit::ones},
+      {"proj.bias", {70000}, ParamInit::zeros},
+  };
+  const auto source = random_weights(specs, 17);
+  for (const ParamSpec& spec : specs) {
+    const std::int64_t n = shape_numel(spec.shape);
+    const std::int64_t chunks = (n + kRandomChunkValues - 1) / kRandomChunkValues;
+    std::vector<float> filled(static_cast<std::size_t>(n), -7.0f);
+    for (std::int64_t c = chunks - 1; c >= 0; --c) {
+      fill_random_chunks(spec, 17, c, c + 1, filled.data());
+    }
+    EXPECT_EQ(filled, values(*source, spec.name, spec.shape)) << spec.name;
+    // A range fills exactly its chunks.
+    std::vector<float> ranged(static_cast<std::size_t>(n), -7.0f);
+    fill_random_chunks(spec, 17, 1, 2, ranged.data());
+    EXPECT_EQ(ranged[kRandomChunkValues - 1], -7.0f) << spec.name;
+    EXPECT_EQ(ranged[kRandomChunkValues], filled[kRandomChunkValues]) << spec.name;
+    if (chunks > 2) {
+      EXPECT_EQ(ranged[2 * kRandomChunkValues], -7.0f) << spec.name;
+    }
+  }
+}
+
 TEST(RandomWeightsTest, ErrorsNameTheTensorAndTheSource) {
   const auto source = random_weights(sample_specs(), 11);
   EXPECT_TRUE(source->contains("conv.weight"));

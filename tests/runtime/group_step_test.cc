@@ -16,7 +16,9 @@
 // The runtime's step on a device group against GenerationState::step on one device: the
 // tiny pipeline's request (STDiT3, frame-position parallel) and tiny-wan's (Ulysses, with
 // UniPC's history), stepped on groups of 1 to 4 CPU devices that change between steps,
-// give the one-device latents. A state moved between devices keeps its UniPC history.
+// give the one-device latents. A state moved between devices keeps its UniPC history. On
+// an even group the guidance branches run apart: the prompt's on the first half, the null
+// caption's on the second.
 
 namespace ditserve::runtime {
 namespace {
@@ -76,21 +78,70 @@ class Devices {
   std::vector<std::unique_ptr<Pipeline>> pipelines_;
 };
 
+GenerateRequest tiny_request(int steps) {
+  GenerateRequest r;
+  r.prompt = "a lighthouse at dusk";
+  r.frames = 5;
+  r.height = 32;
+  r.width = 48;
+  r.steps = steps;
+  r.seed = 3;
+  return r;
+}
+
 TEST(GroupStep, ChangingGroupsGiveTheOneDeviceLatents) {
   Devices d("tiny");
-  GenerateRequest request;
-  request.prompt = "a lighthouse at dusk";
-  request.frames = 5;
-  request.height = 32;
-  request.width = 48;
-  request.steps = 4;
-  request.seed = 3;
+  const GenerateRequest request = tiny_request(4);
 
   const Tensor want = d.one_device(request);
   const Tensor got = d.on_groups(request, {{{0, 1}}, {{2, 0, 3, 1}}, {{3}}, {{1, 2, 0}}});
   EXPECT_LE(ditserve::testing::relative_error(got, want), 1e-5);
   const Tensor start = d.start(request).latents();
   EXPECT_GT(ditserve::testing::relative_error(want, start), 0.05);  // the steps moved z
+}
+
+TEST(GroupStep, GuidanceBranchesRunOnTheTwoHalvesOfAnEvenGroup) {
+  EXPECT_FALSE(uses_guidance_parallel(DeviceGroup{{0}}));
+  EXPECT_TRUE(uses_guidance_parallel(DeviceGroup{{1, 0}}));
+  EXPECT_FALSE(uses_guidance_parallel(DeviceGroup{{0, 2, 1}}));
+  EXPECT_TRUE(uses_guidance_parallel(DeviceGroup{{3, 1, 0, 2}}));
+
+  // Member 1 holds a replica with other weights, so the step shows which member computed
+  // which branch: the prompt's prediction must be member 0's model's alone, the null
+  // caption's member 1's alone (frame/position parallel over both would mix the two).
+  testing::CpuDevices devices(2);
+  Pipeline first(find_model("tiny"), devices[0], std::nullopt);
+  ModelSpec other = find_model("tiny");
+  other.builtin_seed = *other.builtin_seed + 1;
+  Pipeline second(other, devices[1], std::nullopt);
+  const GenerateRequest request = tiny_request(2);
+  const GenerationState start = first.start(request, first.encode(request.prompt));
+
+  const auto moved = [&](const DenoiseInputs& in) {
+    DenoiseInputs out = in;
+    out.latents = transfer(devices[0], in.latents, devices[1]);
+    out.timesteps = transfer(devices[0], in.timesteps, devices[1]);
+    out.captions = transfer(devices[0], in.captions, devices[1]);
+    out.caption_lengths = transfer(devices[0], in.caption_lengths, devices[1]);
+    return out;
+  };
+  GenerationState want = start;
+  const DenoiseInputs in = want.next_inputs(devices[0]);
+  const Tensor cond = first.transformer().forward(in).narrow(0, 0, 1);
+  const Tensor uncond =
+      transfer(devices[1], second.transformer().forward(moved(in)).narrow(0, 1, 1), devices[0]);
+  want.advance(devices[0], concat(devices[0], {cond, uncond}, 0));
+
+  GenerationState got = start;
+  group_step(devices.fabric(), DeviceGroup{{0, 1}},
+             {&first.transformer(), &second.transformer()}, got);
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  const auto on_host = [&](const GenerationState& s) { return transfer(devices[0], s.latents(), *host); };
+  EXPECT_LE(ditserve::testing::relative_error(on_host(got), on_host(want)), 1e-5);
+
+  GenerationState one_model = start;  // both branches by member 0's model
+  one_model.step(devices[0], first.transformer());
+  EXPECT_GT(ditserve::testing::relative_error(on_host(one_model), on_host(want)), 1e-3);
 }
 
 GenerateRequest wan_request(int steps) {
