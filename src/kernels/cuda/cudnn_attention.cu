@@ -280,6 +280,9 @@ bool attention_cudnn(CudaBackend& be, const Tensor& out, const Tensor& q, const 
   if (q.dtype() != DType::bf16 && q.dtype() != DType::f16) return false;
   if (q.size(3) % 8 != 0 || q.size(3) > 256) return false;
   if (bias.defined() && bias.dtype() != q.dtype()) return false;
+  // Plans are built on the current device (cuDNN loads the engines' kernels into its
+  // context): it must be this backend's, whichever thread or device came before.
+  DeviceGuard device(be.device_index());
   const std::string key = plan_key(q, k, v, out, key_lengths, bias);
   auto& cache = be.cudnn_plans();
   if (cache.contains(key) && cache.get(key) == nullptr) return false;
@@ -297,7 +300,6 @@ bool attention_cudnn(CudaBackend& be, const Tensor& out, const Tensor& q, const 
     const std::int64_t b = q.size(0);
     seq_q = be.empty({b}, DType::i32);
     {
-      DeviceGuard guard(be.device_index());
       fill_i32_kernel<<<static_cast<unsigned>((b + 255) / 256), 256, 0, be.stream()>>>(
           seq_q.data<std::int32_t>(), b, static_cast<std::int32_t>(q.size(1)));
       DITSERVE_CUDA_CHECK_LAUNCH();

@@ -25,6 +25,9 @@ std::vector<std::int64_t> ncsp(const std::vector<std::int64_t>& v) {
 void convolution(CudaBackend& be, const Tensor& out, const Tensor& x, const Tensor& w,
                  const Tensor& bias, int nd, std::array<int, 3> stride,
                  std::array<int, 3> padding, bool allow_tf32) {
+  // Plans are built on the current device (cuDNN loads the engines' kernels into its
+  // context): it must be this backend's, whichever thread or device came before.
+  DeviceGuard device(be.device_index());
   std::ostringstream key;
   key << "conv" << nd << "d " << dtype_name(x.dtype()) << shape_str(x.shape()) << shape_str(x.strides())
       << shape_str(w.shape()) << shape_str(out.shape()) << (bias.defined() ? " bias" : "");
@@ -63,7 +66,12 @@ void convolution(CudaBackend& be, const Tensor& out, const Tensor& x, const Tens
     uids.push_back(kBias);
     pointers.push_back(bias.raw_data());
   }
-  execute(be, *plan, uids, pointers);
+  try {
+    execute(be, *plan, uids, pointers);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (" + key.str() + " on cuda:" +
+                std::to_string(be.device_index()) + ")");
+  }
 }
 
 }  // namespace ditserve::cuda
