@@ -145,6 +145,10 @@ void EngineImpl::handle(Completion& c, double t) {
       learn(c, shape);
       e.kind = sched::EventKind::kDecodeDone;
       scheduler_->on_event(e);
+      if (!c.output_pending) finish(job, job.cancel ? JobPhase::kCancelled : JobPhase::kCompleted, "");
+      return;
+    case Kind::kWritten:  // the scheduler is done with it since kDecoded
+      if (!c.error.empty()) return finish(job, JobPhase::kFailed, c.error);
       finish(job, job.cancel ? JobPhase::kCancelled : JobPhase::kCompleted, "");
       return;
     case Kind::kDeviceLost:

@@ -4,6 +4,7 @@
 #include "runtime/engine.h"
 
 #include <algorithm>
+#include <future>
 #include <utility>
 
 #include "pipeline/video_writer.h"
@@ -117,12 +118,22 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
     (f.phase == FaultPhase::kDecode ? slot(rank).fail_at_decode : slot(rank).fail_at_step) = f.nth;
   }
 
-  // The slow part, after every check: each model on each device.
-  for (const auto& s : slots_) {
+  // The slow part, after every check: each model on each device, devices in parallel
+  // (a server on k GPUs starts about k times sooner). At most kParallelLoads at once: a
+  // device loading random weights holds a host f32 copy of every parameter meanwhile.
+  constexpr std::size_t kParallelLoads = 4;
+  const auto load_slot = [&](Slot& s) {
     for (const ModelSpec& spec : specs_) {
       const auto dir = weights.count(spec.name) ? std::optional(weights.at(spec.name)) : std::nullopt;
-      s->pipelines.push_back(std::make_unique<Pipeline>(spec, *s->backend, dir));
+      s.pipelines.push_back(std::make_unique<Pipeline>(spec, *s.backend, dir));
     }
+  };
+  for (std::size_t first = 0; first < slots_.size(); first += kParallelLoads) {
+    std::vector<std::future<void>> loads;
+    for (std::size_t i = first; i < std::min(slots_.size(), first + kParallelLoads); ++i)
+      loads.push_back(std::async(std::launch::async, load_slot, std::ref(*slots_[i])));
+    for (std::future<void>& load : loads) load.wait();  // all end before any error leaves
+    for (std::future<void>& load : loads) load.get();
   }
 
   DevicePrior prior;
@@ -137,6 +148,8 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
 
   start_ = Clock::now();
   for (auto& s : slots_) s->worker = std::make_unique<DeviceWorker>();
+  write_output_ = options.write_output;
+  output_writer_ = std::make_unique<DeviceWorker>();
   control_ = std::thread([this] { control_loop(); });
   notifier_ = std::thread([this] { notify_loop(); });
 }
@@ -295,6 +308,7 @@ void EngineImpl::shutdown() {
   if (control_.joinable()) control_.join();
   for (auto& s : slots_)
     if (s->worker) s->worker->join();  // queued tasks see stopping_ and return at once
+  if (output_writer_) output_writer_->join();  // likewise
   {
     const std::lock_guard lock(notify_mu_);
     notify_stop_ = true;

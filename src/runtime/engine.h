@@ -127,6 +127,10 @@ struct EngineOptions {
   // estimates.
   bool refine_profile = true;
   std::vector<FaultInjection> faults;
+  // Stores a finished job's video (host f32 [1, 3, frames, H, W]); runs on the engine's
+  // output writer, after the decode's devices are released. Empty: the job's output file
+  // in its format. Tests substitute their own (a slow one, say).
+  std::function<void(const JobSpec&, const Tensor& video)> write_output;
 };
 
 // Loads every model on every device it may run on. Throws InvalidArgument naming the

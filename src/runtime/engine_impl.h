@@ -9,7 +9,9 @@
 //
 // Threads: one control thread owns the scheduler and the profile estimator (events in,
 // actions out); one worker per device runs tasks (encode, the steps of a kStep action,
-// decode); one notifier thread calls the listener. Locks, always taken in this order:
+// decode); one output writer encodes and writes the finished videos, so a decode's
+// devices are free for the next task while its file is written; one notifier thread
+// calls the listener. Locks, always taken in this order:
 // a job's task lock (job->mu), then device locks in ascending rank order (Lease), then
 // stats_mu_; the engine lock mu_ is only taken alone or after those, never before them.
 //
@@ -88,7 +90,7 @@ struct Job {
 // What the control thread is told: a job arrived or was cancelled, or one of its tasks
 // ended (how, and the timings the profile estimator learns from).
 struct Completion {
-  enum class Kind { kArrival, kCancel, kEncoded, kStepped, kDecoded, kDeviceLost, kFailed };
+  enum class Kind { kArrival, kCancel, kEncoded, kStepped, kDecoded, kWritten, kDeviceLost, kFailed };
   Kind kind = Kind::kArrival;
   std::shared_ptr<Job> job;
   int device = -1;
@@ -98,6 +100,9 @@ struct Completion {
   std::vector<double> step_s;  // seconds of each step run (move excluded)
   double move_s = -1;          // the state changed devices first, taking this long
   double seconds = 0;          // encode or decode
+  // kDecoded: the video is being written (a kWritten completion follows, with `error` set
+  // when the write failed); the job ends then, its devices at once.
+  bool output_pending = false;
 };
 
 class EngineImpl final : public Engine {
@@ -172,6 +177,8 @@ class EngineImpl final : public Engine {
   void run_encode(const std::shared_ptr<Job>& job, int rank);
   void run_steps(const std::shared_ptr<Job>& job, std::vector<int> ranks, int steps);
   void run_decode(const std::shared_ptr<Job>& job, std::vector<int> ranks);
+  // On the output writer: the decoded video (host f32) as the job's file, then kWritten.
+  void run_write(const std::shared_ptr<Job>& job, const Tensor& video);
   void write_output(const Job& job, const Tensor& video) const;
 
   Clock::time_point start_ = Clock::now();  // reset when loading is done
@@ -202,6 +209,8 @@ class EngineImpl final : public Engine {
   std::function<void(const JobProgress&)> listener_;
   bool notify_stop_ = false;
 
+  std::function<void(const JobSpec&, const Tensor&)> write_output_;  // EngineOptions'
+  std::unique_ptr<DeviceWorker> output_writer_;  // runs run_write tasks, in decode order
   std::thread control_;
   std::thread notifier_;
 };

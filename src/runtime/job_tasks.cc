@@ -180,9 +180,18 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
         if (job->holder == leader) job->state.reset();  // freed by the thread driving its device
       }
       if (stopping_) return;
-      if (!job->cancel) write_output(*job, video);
-      const std::lock_guard lock(mu_);
-      job->progress.decode_s = done.seconds;
+      {
+        const std::lock_guard lock(mu_);
+        job->progress.decode_s = done.seconds;
+      }
+      if (!job->cancel) {
+        // The devices are free now: the scheduler hears so first, then the file is written
+        // off their worker (its kWritten completion follows this kDecoded one).
+        done.output_pending = true;
+        post(std::move(done));
+        output_writer_->post([this, job, video] { run_write(job, video); });
+        return;
+      }
     }
   } catch (const DeviceLostError& lost) {
     // The decode is lost with the device: the scheduler makes the request wait for
@@ -200,6 +209,25 @@ void EngineImpl::run_decode(const std::shared_ptr<Job>& job, std::vector<int> ra
   } catch (const std::exception& e) {
     done.kind = Completion::Kind::kFailed;
     done.error = e.what();
+  }
+  post(std::move(done));
+}
+
+void EngineImpl::run_write(const std::shared_ptr<Job>& job, const Tensor& video) {
+  if (stopping_) return;
+  Completion done;
+  done.kind = Completion::Kind::kWritten;
+  done.job = job;
+  try {
+    if (!job->cancel) {
+      if (write_output_) {
+        write_output_(job->spec, video);
+      } else {
+        write_output(*job, video);
+      }
+    }
+  } catch (const std::exception& e) {
+    done.error = std::string("writing the output: ") + e.what();
   }
   post(std::move(done));
 }

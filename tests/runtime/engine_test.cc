@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 
 #include "engine_testing.h"
@@ -311,6 +312,51 @@ TEST(Engine, ResumesAWanUniPCJobExactly) {
   EngineOptions options = cpu_engine(1, "elastic");
   options.models = {"tiny-wan"};
   expect_resume_matches_uninterrupted(options, testing::small_wan_job("durable-wan", "", 40));
+}
+
+// A decode's devices are free while its video is written: on one device, a second job
+// runs its steps and decode while the first one's output is still being stored. A failed write
+// fails its job, naming the cause.
+TEST(Engine, WritingAVideoHoldsNoDevice) {
+  const ScratchDir scratch;
+  std::promise<void> release;
+  const std::shared_future<void> released = release.get_future().share();
+  EngineOptions options = cpu_engine(1, "elastic");
+  options.write_output = [released](const JobSpec& job, const Tensor& video) {
+    EXPECT_EQ(video.dim(), 5);
+    if (job.id == "slow") released.wait();
+    if (job.id == "broken") throw Error("disk full");
+  };
+  Recorder rec;
+  const auto engine = make_engine(options);
+  bool released_yet = false;
+  const auto release_writer = [&] {
+    if (!released_yet) release.set_value();
+    released_yet = true;
+  };
+  // Released before the engine shuts down (which waits for its writer), whatever fails.
+  const std::unique_ptr<int, std::function<void(int*)>> on_exit(new int(0), [&](int* p) {
+    release_writer();
+    delete p;
+  });
+  engine->set_listener(rec.listener());
+  engine->submit(small_job("slow", scratch.path(), 2));
+  const auto decoding = [](const JobProgress& p) { return p.phase == JobPhase::kDecoding; };
+  ASSERT_TRUE(rec.wait_for("slow", decoding));
+  engine->submit(small_job("quick", scratch.path(), 2));
+  engine->submit(small_job("broken", scratch.path(), 2));
+  // Writes run in decode order, so "quick" is stored after "slow"; its steps ran on the
+  // device, and its decode started, while "slow" was being written.
+  const bool quick_decoded = rec.wait_for("quick", decoding, 30);
+  const bool slow_still_writing = !is_terminal(rec.events("slow").back().phase);
+  release_writer();
+  EXPECT_TRUE(quick_decoded);
+  EXPECT_TRUE(slow_still_writing);
+  EXPECT_EQ(rec.wait_terminal("quick").phase, JobPhase::kCompleted);
+  EXPECT_EQ(rec.wait_terminal("slow").phase, JobPhase::kCompleted);
+  const JobProgress broken = rec.wait_terminal("broken");
+  EXPECT_EQ(broken.phase, JobPhase::kFailed);
+  EXPECT_THAT(broken.error, ::testing::HasSubstr("disk full"));
 }
 
 TEST(Engine, AFailingDeviceSendsItsJobElsewhere) {
