@@ -1,8 +1,10 @@
 // ditserve profile: measures, on the devices given, what the scheduler needs to know about
-// one model (sched/profile.h, docs/SCHEDULING.md): the denoising step time of every
-// (shape, DoP) on the elastic sequence-parallel path (STDiT3: frame/position parallel;
-// Wan: Ulysses), the patch-parallel VAE decode time per DoP, the text-encode time and the
-// cost of moving a request's state between groups.
+// one model (sched/profile.h, docs/SCHEDULING.md), each through the runtime's own code: the
+// denoising step time of every (shape, DoP) (runtime::group_step: STDiT3 frame/position
+// parallel, Wan Ulysses, the guidance branches apart on an even DoP), the decode time per
+// DoP (runtime::group_decode: the patch-parallel VAE and the video's copy to the host), the
+// text-encode time and the cost of moving a request's state between devices. Each DoP's
+// latents after its steps are compared with DoP 1's (a wrong parallel path shows there).
 // Each figure is the median of --steps-timed runs after --warmup untimed ones. The JSON it
 // writes is the one `ditserve simulate --profile` reads.
 // --random-weights SEED times a full-size model on seeded random weights generated in
@@ -31,8 +33,8 @@
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
 #include "models/wan_vae.h"
-#include "parallel/spatial_shards.h"
 #include "pipeline/pipeline.h"
+#include "runtime/group_decode.h"
 #include "runtime/group_step.h"
 #include "sched/profile.h"
 #include "tensor/error.h"
@@ -274,12 +276,15 @@ void run(const ProfileArgs& a) {
   };
   std::fprintf(stderr, "profile: loading %s on %d device(s)\n", spec.name.c_str(), dops.back());
   Pipeline pipeline(spec, *backends[0], weights);
-  std::vector<LoadedModel> replicas;  // ranks 1.. of the largest DoP
+  // Ranks 1.. of the largest DoP, each with the whole model, as the runtime's devices.
+  std::vector<std::unique_ptr<Pipeline>> replicas;
+  std::vector<Pipeline*> pipelines = {&pipeline};
   // Member r's DiT (its replica on rank r): STDiT3 for Open-Sora, WanTransformer for Wan.
   std::vector<DiffusionTransformer*> members = {&pipeline.transformer()};
   for (int r = 1; r < dops.back(); ++r) {
-    replicas.push_back(load_model(spec, *backends[static_cast<std::size_t>(r)], weights));
-    members.push_back(replicas.back().transformer.get());
+    replicas.push_back(std::make_unique<Pipeline>(spec, *backends[static_cast<std::size_t>(r)], weights));
+    pipelines.push_back(replicas.back().get());
+    members.push_back(&replicas.back()->transformer());
   }
   std::vector<STDiT3*> dits;
   std::vector<WanTransformer*> wan_dits;
@@ -297,23 +302,6 @@ void run(const ProfileArgs& a) {
                             " is neither an STDiT3 + Open-Sora VAE nor a Wan DiT + Wan VAE model");
     }
   }
-  // Every member's own VAE (rank 0's is the pipeline's, ranks 1.. their replicas'), listed
-  // for the decode context as the runtime's group_decode does: each member decodes its
-  // bands with the parameters it loaded, so no timed decode includes parameter copies.
-  std::vector<const VideoDecoder*> vaes = {&pipeline.vae()};
-  for (const LoadedModel& replica : replicas) vaes.push_back(replica.vae.get());
-  const auto own_parameters = [&](int dop) {
-    MemberParams own;
-    own.model = pipeline.vae().loaded_parameters();
-    for (int r = 0; r < dop; ++r)
-      own.members.push_back(vaes[static_cast<std::size_t>(r)]->loaded_parameters());
-    return own;
-  };
-  const auto decode = [&](SpatialShardContext& ctx, const Tensor& latents, std::int64_t frames) {
-    if (wan_vae != nullptr) return wan_vae->decode_patch_parallel(ctx, latents, frames);
-    return vae->decode_patch_parallel(ctx, latents, frames);
-  };
-
   const std::string prompt = "a red paper boat drifts down a rain-filled street at dusk";
   std::optional<Captions> captions;
   const double encode_s = measure(
@@ -365,20 +353,23 @@ void run(const ProfileArgs& a) {
       }
     }
 
-    const Tensor& latents = start.latents();
+    // The runtime's decode (runtime::group_decode): the patch-parallel VAE over the group,
+    // each member with the VAE it loaded, and the video copied to the host.
+    const GenerationState finished(start.latents(), start.captions(), start.caption_lengths(),
+                                   start.options(), start.num_steps());
     for (const int dop : dops) {
-      if (latents.size(3) < dop) {
+      if (finished.latents().size(3) < dop) {
         std::fprintf(stderr, "profile: %s decode DoP %d skipped (%lld latent rows)\n",
-                     s.name.c_str(), dop, static_cast<long long>(latents.size(3)));
+                     s.name.c_str(), dop, static_cast<long long>(finished.latents().size(3)));
         continue;
       }
-      SpatialShardContext ctx(fabric, first_ranks(dop), own_parameters(dop));
+      const DeviceGroup group = first_ranks(dop);
+      const std::vector<Pipeline*> decoders(pipelines.begin(), pipelines.begin() + dop);
       sp.decode_s[dop] = measure(
-          a.warmup, a.steps_timed, [&] { decode(ctx, latents, s.frames); }, sync_all);
-      // The copies say whether the figure is the runtime's (none where members have the model).
-      std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms, %lld parameter bytes copied\n",
-                   s.name.c_str(), dop, sp.decode_s[dop] * 1e3,
-                   static_cast<long long>(ctx.param_bytes_copied()));
+          a.warmup, a.steps_timed,
+          [&] { runtime::group_decode(fabric, group, decoders, finished); }, sync_all);
+      std::fprintf(stderr, "profile: %s decode DoP %d: %.3f ms\n", s.name.c_str(), dop,
+                   sp.decode_s[dop] * 1e3);
     }
 
     // A whole request (latents and captions; Wan: the sampler history too) between two
