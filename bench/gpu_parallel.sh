@@ -7,8 +7,10 @@
 # the step speed-ups beside the PyTorch + NCCL figures -> $OUT/parallel.json.
 #   GPU_PARALLEL_PARTS   "opensora wan" (default); "build" only builds (a cold build-gpu
 #                        takes minutes; it is kept between calls while the machine is warm)
-#   GPU_PARALLEL_OPENSORA_SHAPES  default 720p:51,720p:102,480p:51,360p:51,240p:51,144p:51
-#                        (720p first: the target is 720p x 51; 102 frames -> 30 latent)
+#   GPU_PARALLEL_OPENSORA_SHAPES  default 720p:51,720p:102,864x480:51,640x368:51,432x240:51,144p:51
+#                        (720p first: the target is 720p x 51; 102 frames -> 30 latent; 480p,
+#                        360p and 240p at the sizes they run at, which serve_vs_sim.py's mix
+#                        uses, so its --profile can be this run's profile-opensora.json)
 #   GPU_PARALLEL_WAN_SHAPES       default 832x480:81
 #   GPU_PARALLEL_BUDGET_S per part (default 420 Open-Sora, 240 Wan), and
 #   GPU_PARALLEL_DEADLINE_S (default 570) for the whole script: each part gets at most what
@@ -54,7 +56,7 @@ else
   bin=build-gpu/src/cli/ditserve
   devices=cuda:0,cuda:1
   opensora_model=opensora-v1.2 wan_model=wan2.1-t2v-1.3b reference_model=opensora-v1.2
-  opensora_shapes=${GPU_PARALLEL_OPENSORA_SHAPES:-720p:51,720p:102,480p:51,360p:51,240p:51,144p:51}
+  opensora_shapes=${GPU_PARALLEL_OPENSORA_SHAPES:-720p:51,720p:102,864x480:51,640x368:51,432x240:51,144p:51}
   wan_shapes=${GPU_PARALLEL_WAN_SHAPES:-832x480:81}
   timing=(--steps-timed 2 --warmup 1)
   gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
