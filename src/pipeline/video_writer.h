@@ -25,7 +25,8 @@ struct RgbFrames {
 void check_rgb_frames(const RgbFrames& video);
 
 // A decoded video, host f32 [3, T, H, W] or [1, 3, T, H, W] in [-1, 1], as Open-Sora
-// saves it: clamp to [-1, 1], map to [0, 1], then trunc(x * 255 + 0.5).
+// saves it: clamp to [-1, 1], map to [0, 1], then trunc(x * 255 + 0.5). Converts on
+// OpenMP's threads; the bytes do not depend on their number.
 RgbFrames to_rgb8(const Tensor& video);
 
 enum class OutputFormat { mp4, png, y4m };
@@ -40,7 +41,8 @@ OutputFormat output_format(const std::filesystem::path& path, std::int64_t frame
 void write_mp4(const std::filesystem::path& path, const RgbFrames& video, double fps);
 // REQUIRES: video.frames == 1.
 void write_png(const std::filesystem::path& path, const RgbFrames& video);
-// YUV4MPEG2, BT.601 limited range, 4:4:4 (C444): ffmpeg and most players read it.
+// YUV4MPEG2, BT.601 limited range, 4:4:4 (C444): ffmpeg and most players read it. Converts
+// on OpenMP's threads; the bytes do not depend on their number.
 // Throws InvalidArgument naming "fps" unless fps > 0, Error naming the path on I/O failure.
 void write_y4m(const std::filesystem::path& path, const RgbFrames& video, double fps);
 

@@ -103,7 +103,7 @@ class ParallelCompareTest(unittest.TestCase):
         self.assertIsNone(wan["move_ms"])
         self.assertNotIn("reference", wan)
         self.assertEqual([m["shape"] for m in s["moves"]],
-                         ["360p x 51f", "720p x 51f", "720p x 102f"])
+                         ["720p x 51f", "720p x 102f", "360p x 51f"])  # the table first
         self.assertIn("met (2.00x)", printed)
 
     def test_a_missed_target_and_a_shape_named_by_another_list(self):
