@@ -92,6 +92,8 @@ class TempPath {
   bool committed_ = false;
 };
 
+constexpr int kEncoderThreads = 4;
+
 CodecContext open_encoder(const AVCodec* codec, const std::filesystem::path& path, int width,
                           int height, AVPixelFormat format, AVRational time_base,
                           bool global_header) {
@@ -103,7 +105,10 @@ CodecContext open_encoder(const AVCodec* codec, const std::filesystem::path& pat
   ctx->pix_fmt = format;
   ctx->time_base = time_base;
   ctx->framerate = av_inv_q(time_base);
-  ctx->thread_count = 1;
+  // A fixed count, not 0 (one per core): x264's frame threads give the same bitstream for the
+  // same input and thread count, so the bytes do not depend on the machine. A 1280x720 x
+  // 51-frame clip on a 2-core machine: 7.95 s to write on one encoder thread, 4.74 s on four.
+  ctx->thread_count = kEncoderThreads;
   ctx->flags |= AV_CODEC_FLAG_BITEXACT;
   if (global_header) ctx->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   if (codec->id == AV_CODEC_ID_H264) {
