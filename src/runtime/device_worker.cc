@@ -1,8 +1,12 @@
 #include "runtime/device_worker.h"
 
+#include <algorithm>
+
 namespace ditserve::runtime {
 
-DeviceWorker::DeviceWorker() : thread_([this] { run(); }) {}
+DeviceWorker::DeviceWorker(int threads) {
+  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { run(); });
+}
 
 DeviceWorker::~DeviceWorker() { join(); }
 
@@ -20,8 +24,9 @@ void DeviceWorker::join() {
     const std::lock_guard lock(mu_);
     closing_ = true;
   }
-  cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  cv_.notify_all();
+  for (std::thread& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 void DeviceWorker::run() {

@@ -9,19 +9,23 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace ditserve::runtime {
 
 class DeviceWorker {
  public:
-  DeviceWorker();
+  // `threads` > 1 serves work that needs no device (the engine's output writers): tasks
+  // start in the order posted, up to `threads` at once.
+  explicit DeviceWorker(int threads = 1);
   ~DeviceWorker();  // join()
   DeviceWorker(const DeviceWorker&) = delete;
   DeviceWorker& operator=(const DeviceWorker&) = delete;
 
-  // Queues `task`; tasks run one at a time, in the order posted. A task must not throw.
+  // Queues `task`; with one thread, tasks run one at a time, in the order posted. A task
+  // must not throw.
   void post(std::function<void()> task);
-  // Runs what is queued, then ends the thread. Idempotent; later posts are dropped.
+  // Runs what is queued, then ends the threads. Idempotent; later posts are dropped.
   void join();
 
  private:
@@ -31,7 +35,7 @@ class DeviceWorker {
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   bool closing_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace ditserve::runtime

@@ -149,7 +149,8 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
   start_ = Clock::now();
   for (auto& s : slots_) s->worker = std::make_unique<DeviceWorker>();
   write_output_ = options.write_output;
-  output_writer_ = std::make_unique<DeviceWorker>();
+  // Two at once: a short video is not stored behind a long one (a 720p MP4 takes seconds).
+  output_writer_ = std::make_unique<DeviceWorker>(2);
   control_ = std::thread([this] { control_loop(); });
   notifier_ = std::thread([this] { notify_loop(); });
 }

@@ -9,7 +9,7 @@
 //
 // Threads: one control thread owns the scheduler and the profile estimator (events in,
 // actions out); one worker per device runs tasks (encode, the steps of a kStep action,
-// decode); one output writer encodes and writes the finished videos, so a decode's
+// decode); two output writer threads encode and write the finished videos, so a decode's
 // devices are free for the next task while its file is written; one notifier thread
 // calls the listener. Locks, always taken in this order:
 // a job's task lock (job->mu), then device locks in ascending rank order (Lease), then
@@ -210,7 +210,7 @@ class EngineImpl final : public Engine {
   bool notify_stop_ = false;
 
   std::function<void(const JobSpec&, const Tensor&)> write_output_;  // EngineOptions'
-  std::unique_ptr<DeviceWorker> output_writer_;  // runs run_write tasks, in decode order
+  std::unique_ptr<DeviceWorker> output_writer_;  // runs run_write tasks, two at once
   std::thread control_;
   std::thread notifier_;
 };
