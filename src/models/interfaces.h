@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "comm/fabric.h"
 #include "kernels/backend.h"
 
 namespace ditserve {
@@ -37,6 +38,11 @@ struct DenoiseInputs {
   std::int64_t height = 0;  // pixel size of the video being generated
   std::int64_t width = 0;
 };
+
+// One copy of `in` per member of `group`, on that member's device, in member order; `in`'s
+// tensors live on the first member, which gets them as they are (parallel/replicate.h).
+std::vector<DenoiseInputs> replicate_inputs(Fabric& fabric, const DeviceGroup& group,
+                                            const DenoiseInputs& in);
 
 // Throws InvalidArgument naming `caption_lengths` (after `who`, e.g. "STDiT3") unless each
 // value of lengths (i32 [B] on a CPU device) lies in [1, tokens], tokens being the

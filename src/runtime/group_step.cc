@@ -4,37 +4,16 @@
 #include <memory>
 #include <utility>
 
+#include "kernels/copy.h"
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
 #include "parallel/guidance_parallel.h"
-#include "parallel/replicate.h"
 #include "parallel/sequence_parallel.h"
 #include "parallel/ulysses.h"
-#include "kernels/copy.h"
 #include "tensor/error.h"
 
 namespace ditserve::runtime {
 namespace {
-
-// Each member's own copy of the step's inputs (prepared on the first member).
-std::vector<DenoiseInputs> inputs_everywhere(Fabric& fabric, const DeviceGroup& group,
-                                             const DenoiseInputs& in) {
-  const auto everywhere = [&](const Tensor& t) { return replicate(fabric, group, t, 0); };
-  const std::vector<Tensor> latents = everywhere(in.latents);
-  const std::vector<Tensor> timesteps = everywhere(in.timesteps);
-  const std::vector<Tensor> captions = everywhere(in.captions);
-  const std::vector<Tensor> lengths = everywhere(in.caption_lengths);
-  std::vector<DenoiseInputs> out;
-  for (std::size_t i = 0; i < group.ranks.size(); ++i) {
-    DenoiseInputs mine = in;
-    mine.latents = latents[i];
-    mine.timesteps = timesteps[i];
-    mine.captions = captions[i];
-    mine.caption_lengths = lengths[i];
-    out.push_back(std::move(mine));
-  }
-  return out;
-}
 
 // Every member cast to the model class M (nullptr when the first is not one).
 template <typename M>
@@ -164,7 +143,7 @@ void group_step(Fabric& fabric, const DeviceGroup& group,
   const DenoiseInputs in = state.next_inputs(leader);
   if (as<STDiT3>(members).empty() && as<WanTransformer>(members).empty())
     throw InvalidArgument("group_step: this model has no sequence-parallel step; it runs on one device");
-  const std::vector<DenoiseInputs> everywhere = inputs_everywhere(fabric, group, in);
+  const std::vector<DenoiseInputs> everywhere = replicate_inputs(fabric, group, in);
   const Tensor prediction = uses_guidance_parallel(group)
                                 ? guidance_parallel_forward(fabric, group, members, everywhere)
                                 : group_forward(fabric, group, members, everywhere);

@@ -46,6 +46,17 @@ std::vector<double> qk_ref(const Tensor& qkv, const Tensor& qw, const Tensor& kw
   return out;
 }
 
+// qk's q then k equal `want` (qk_ref's layout), and qkv's v rows are what they were before.
+void expect_normed(const NormedQK& qk, const std::vector<double>& want, const Tensor& qkv,
+                   const Tensor& before) {
+  std::vector<float> got = qk.q.to_vector_f32();
+  const std::vector<float> k = qk.k.to_vector_f32();
+  got.insert(got.end(), k.begin(), k.end());
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
+  EXPECT_EQ(qkv.select(2, 2).to_vector_f32(), before.select(2, 2).to_vector_f32());  // v
+}
+
 class QkNormRopeTest : public ::testing::Test {
  protected:
   std::unique_ptr<Backend> be = make_backend(Device::cpu(0));
@@ -61,12 +72,7 @@ TEST_F(QkNormRopeTest, NormalisesAndRotatesQAndKLeavingV) {
     const NormedQK qk = qk_norm_rope(*be, qkv, qw, kw, 1e-6f, angles);
     EXPECT_EQ(qk.q.shape(), (Shape{2, 5, 2, 8}));
     EXPECT_EQ(qk.k.shape(), (Shape{2, 5, 2, 8}));
-    std::vector<float> got = qk.q.to_vector_f32();
-    const std::vector<float> k = qk.k.to_vector_f32();
-    got.insert(got.end(), k.begin(), k.end());
-    ASSERT_EQ(got.size(), want.size());
-    for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
-    EXPECT_EQ(qkv.select(2, 2).to_vector_f32(), before.select(2, 2).to_vector_f32());  // v
+    expect_normed(qk, want, qkv, before);
   }
 }
 
@@ -82,12 +88,7 @@ TEST_F(QkNormRopeTest, TakesTheStackedViewOfATemporalBlock) {
   const Tensor angles = rope_angles_1d(f, d, 10000.0);
   const std::vector<double> want = qk_ref(before, qw, kw, angles, 1e-6);
   const NormedQK qk = qk_norm_rope(*be, qkv, qw, kw, 1e-6f, angles);
-  std::vector<float> got = qk.q.to_vector_f32();
-  const std::vector<float> k = qk.k.to_vector_f32();
-  got.insert(got.end(), k.begin(), k.end());
-  ASSERT_EQ(got.size(), want.size());
-  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
-  EXPECT_EQ(qkv.select(2, 2).to_vector_f32(), before.select(2, 2).to_vector_f32());  // v
+  expect_normed(qk, want, qkv, before);
 }
 
 TEST_F(QkNormRopeTest, RejectsBadShapesNamingTheTensor) {

@@ -69,19 +69,10 @@ class GroupForwardTest : public ::testing::Test {
 
   // Every member's stages for `in` (tensors on the group's first member).
   Prepared prepare(const DeviceGroup& group, const DenoiseInputs& in) {
-    const auto everywhere = [&](const Tensor& t) { return replicate(devices_.fabric(), group, t, 0); };
-    const std::vector<Tensor> latents = everywhere(in.latents);
-    const std::vector<Tensor> timesteps = everywhere(in.timesteps);
-    const std::vector<Tensor> captions = everywhere(in.captions);
-    const std::vector<Tensor> caption_lengths = everywhere(in.caption_lengths);
+    const std::vector<DenoiseInputs> mine = replicate_inputs(devices_.fabric(), group, in);
     Prepared out;
     for (std::size_t i = 0; i < group.ranks.size(); ++i) {
-      DenoiseInputs mine = in;
-      mine.latents = latents[i];
-      mine.timesteps = timesteps[i];
-      mine.captions = captions[i];
-      mine.caption_lengths = caption_lengths[i];
-      out.owned.push_back(models_[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine));
+      out.owned.push_back(models_[static_cast<std::size_t>(group.ranks[i])]->prepare_stages(mine[i]));
       out.members.push_back(out.owned.back().get());
     }
     return out;

@@ -117,19 +117,11 @@ TEST(GroupStep, GuidanceBranchesRunOnTheTwoHalvesOfAnEvenGroup) {
   const GenerateRequest request = tiny_request(2);
   const GenerationState start = first.start(request, first.encode(request.prompt));
 
-  const auto moved = [&](const DenoiseInputs& in) {
-    DenoiseInputs out = in;
-    out.latents = transfer(devices[0], in.latents, devices[1]);
-    out.timesteps = transfer(devices[0], in.timesteps, devices[1]);
-    out.captions = transfer(devices[0], in.captions, devices[1]);
-    out.caption_lengths = transfer(devices[0], in.caption_lengths, devices[1]);
-    return out;
-  };
   GenerationState want = start;
   const DenoiseInputs in = want.next_inputs(devices[0]);
   const Tensor cond = first.transformer().forward(in).narrow(0, 0, 1);
   const Tensor uncond =
-      transfer(devices[1], second.transformer().forward(moved(in)).narrow(0, 1, 1), devices[0]);
+      transfer(devices[1], second.transformer().forward(replicate_inputs(devices.fabric(), DeviceGroup{{0, 1}}, in)[1]).narrow(0, 1, 1), devices[0]);
   want.advance(devices[0], concat(devices[0], {cond, uncond}, 0));
 
   GenerationState got = start;
