@@ -66,6 +66,36 @@ void add_norms(std::vector<Case>& cases) {
                    [](Backend& be, const std::vector<Tensor>& in) {
                      return modulate_layer_norm(be, in[0], in[1], in[2], 1e-6f);
                    }});
+  // Widths the register-resident kernel takes (1152: 16 lanes x 9 packs; 1536: 32 x 6),
+  // with STDiT3's broadcast of per-sample shift/scale over frames and positions, a row
+  // count that leaves a block partly empty, and views it must decline (unaligned lead
+  // strides, a broadcast last dim).
+  cases.push_back({"modulate_layer_norm", "x[2,3,37,1152] shift/scale[2,1,1,1152] expanded",
+                   {floating({2, 3, 37, 1152}, 1.0f, 2.0f), floating({2, 1, 1, 1152}),
+                    floating({2, 1, 1, 1152}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     const Shape shape = in[0].shape();
+                     return modulate_layer_norm(be, in[0], in[1].expand(shape),
+                                                in[2].expand(shape), 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[5,1536] shift/scale[5,1536] (Wan 1.3B width)",
+                   {floating({5, 1536}, 1.0f, -1.0f), floating({5, 1536}),
+                    floating({5, 1536}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1], in[2], 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[3,1152] shift/scale = [3,1153].narrow(1,1,1152)",
+                   {floating({3, 1152}), floating({3, 1153}), floating({3, 1153}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1].narrow(1, 1, 1152),
+                                                in[2].narrow(1, 1, 1152), 1e-6f);
+                   }});
+  cases.push_back({"modulate_layer_norm", "x[4,1152] shift[1] broadcast, scale[4,1152]",
+                   {floating({4, 1152}), floating({1}), floating({4, 1152}, 0.5f)},
+                   [](Backend& be, const std::vector<Tensor>& in) {
+                     return modulate_layer_norm(be, in[0], in[1].view({1, 1}).expand({4, 1152}),
+                                                in[2], 1e-6f);
+                   }});
   cases.push_back({"group_norm", "x[2,5,12,20,128] 32 groups",
                    {floating({2, 5, 12, 20, 128}, 1.0f, 1.0f), floating({128}, 0.5f, 1.0f),
                     floating({128}, 0.5f)},
