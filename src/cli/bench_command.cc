@@ -101,6 +101,10 @@ void bench_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohmann:
     std::array<std::int64_t, 3> grid{};
     for (int i = 0; i < 3; ++i) grid[i] = (lt[i] + cfg.patch_size[i] - 1) / cfg.patch_size[i];
     const double flops = stdit3_step_flops(cfg, a.batch, len, grid);
+    if (a.cuda_graphs) {
+      out["rows"].push_back(time_graphed_dit_row(a, be, row, grid, flops, model, in));
+      continue;
+    }
     Tensor output;
     out["rows"].push_back(time_dit_row(
         a, be, row, grid, flops,
@@ -178,6 +182,9 @@ void run(const BenchArgs& a) {
   DITSERVE_CHECK(a.peak_tflops >= 0, "peak-tflops: must be >= 0, got ", a.peak_tflops);
   DITSERVE_CHECK(a.component == "dit" || (a.dump_dir.empty() && a.export_weights.empty()),
                  "dump-dir and export-weights apply to --component dit only");
+  DITSERVE_CHECK(!a.cuda_graphs || (a.component == "dit" && !a.breakdown && a.dump_dir.empty()),
+                 "cuda-graphs: applies to --component dit, without --breakdown or --dump-dir "
+                 "(a replayed graph has no stage marks; the dump is of the eager forward)");
   const ModelSpec spec = find_model(a.model);
   if (a.component == "dit") (void)select_rows(a, spec);  // reject bad rows before any work
   const std::string device =
@@ -192,6 +199,7 @@ void run(const BenchArgs& a) {
   out["model"] = spec.name;
   out["device"] = be->device().str();
   out["warmup"] = a.warmup;
+  out["cuda_graphs"] = a.cuda_graphs;
   out["steps"] = a.steps;
   out["timing"] = be->device().is_cpu() ? "host clock per step (median)"
                                         : "CUDA events around each step (median)";
@@ -252,6 +260,11 @@ void add_bench_command(CLI::App& app, int argc, char** argv) {
   cmd->add_option("--frames", args->frames, "vae: video frames (default 51, Wan 81; tiny 9, tiny-wan 5)");
   cmd->add_option("--size", args->size, "vae: WIDTHxHEIGHT (default 1280x720, Wan 832x480; tiny 32x32, tiny-wan 64x64)");
   cmd->add_flag("--breakdown", args->breakdown, "dit: one more step timed per stage");
+  cmd->add_flag("--cuda-graphs", args->cuda_graphs,
+                "dit: time the step replayed as a CUDA graph (GraphedTransformer: one eager call and "
+                "the capture before --warmup; each timed step copies the inputs in, replays, copies "
+                "the output out) and record its relative L2 difference from an eager step on the "
+                "same inputs");
   cmd->add_option("--json", args->json, "Write the JSON here (default: stdout)");
   cmd->add_option("--dump-dir", args->dump_dir, "dit: write each row's inputs and output here");
   cmd->add_option("--export-weights", args->export_weights, "dit: write the weights (bf16) here");

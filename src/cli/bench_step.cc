@@ -1,9 +1,11 @@
 #include "cli/bench_step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <sstream>
 
+#include "models/graphed_transformer.h"
 #include "tensor/error.h"
 
 namespace ditserve::cli {
@@ -120,6 +122,49 @@ nlohmann::json timing_json(const Timed& t, double flops, double peak_tflops) {
   }
   j["pool_high_water_mib"] = static_cast<double>(t.memory.reserved_high_bytes) / (1 << 20);
   return j;
+}
+
+namespace {
+
+// ||a - b|| / ||b|| over every element, in double on the host.
+double relative_l2(Backend& be, const Tensor& a, const Tensor& b) {
+  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
+  const std::vector<float> x = transfer(be, a, *host).to_vector_f32();
+  const std::vector<float> y = transfer(be, b, *host).to_vector_f32();
+  DITSERVE_CHECK(x.size() == y.size(), "relative_l2: ", x.size(), " vs ", y.size(), " elements");
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double d = static_cast<double>(x[i]) - static_cast<double>(y[i]);
+    diff += d * d;
+    norm += static_cast<double>(y[i]) * static_cast<double>(y[i]);
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+}  // namespace
+
+nlohmann::json time_graphed_dit_row(const BenchArgs& a, Backend& be, const Row& row,
+                                    const std::array<std::int64_t, 3>& grid, double flops,
+                                    DiffusionTransformer& model, const DenoiseInputs& inputs) {
+  GraphedTransformer graphed(model, be);  // a failed capture throws
+  (void)graphed.forward(inputs);          // eager: plans, autotuning, tables, workspace
+  const Tensor replayed = graphed.forward(inputs);  // captured, then replayed
+  const Tensor eager = model.forward(inputs);
+  const double rel_l2 = relative_l2(be, replayed, eager);
+  Tensor output;
+  const Timed t = time_steps(be, a.warmup, a.steps, [&] { output = graphed.forward(inputs); });
+  nlohmann::json r = timing_json(t, flops, a.peak_tflops);
+  r["name"] = row.name;
+  r["latent"] = {row.latent[0], row.latent[1], row.latent[2]};
+  r["tokens"] = grid[0] * grid[1] * grid[2];
+  r["pixels"] = {row.height, row.width};
+  r["cuda_graphs"] = true;
+  r["graph_vs_eager_rel_l2"] = rel_l2;
+  r["graph_captures"] = graphed.stats().captures;
+  r["graph_replays"] = graphed.stats().replays;
+  std::cerr << row.name << ": " << r["ms"].get<double>() << " ms/step replayed, "
+            << r["tflops"].get<double>() << " TFLOP/s, rel L2 vs eager " << rel_l2 << "\n";
+  return r;
 }
 
 nlohmann::json time_vae_decode(const BenchArgs& a, Backend& be, VideoDecoder& vae, std::int64_t width,

@@ -35,6 +35,7 @@ struct BenchArgs {
   std::int64_t frames = 0;          // vae: video frames (0: the family's default)
   std::string size;                 // vae: WIDTHxHEIGHT (0: the family's default)
   bool breakdown = false;
+  bool cuda_graphs = false;
   std::string json;
   std::string dump_dir;
   std::string export_weights;
@@ -142,6 +143,15 @@ nlohmann::json time_dit_row(const BenchArgs& a, Backend& be, const Row& row,
             << r["tflops"].get<double>() << " TFLOP/s\n";
   return r;
 }
+
+// One DiT row with --cuda-graphs: `model`'s forward through a GraphedTransformer on `be`,
+// called once eagerly and once capturing before time_steps (its --warmup then --steps are
+// replays). The row records "cuda_graphs": true, the capture counts and
+// "graph_vs_eager_rel_l2", ||replayed - eager|| / ||eager|| for one more eager forward of
+// the same inputs. A failed capture throws (a benchmark never times an eager fallback).
+nlohmann::json time_graphed_dit_row(const BenchArgs& a, Backend& be, const Row& row,
+                                    const std::array<std::int64_t, 3>& grid, double flops,
+                                    DiffusionTransformer& model, const DenoiseInputs& inputs);
 
 // One VAE decode row: random latents for `frames` video frames at width x height (a
 // multiple of the VAE's factor, else InvalidArgument naming "size"), decoded --warmup then

@@ -80,6 +80,10 @@ void bench_wan_dit(const BenchArgs& a, const ModelSpec& spec, Backend& be, nlohm
     std::array<std::int64_t, 3> grid{};
     for (std::size_t i = 0; i < 3; ++i) grid[i] = lt[i] / cfg.patch_size[i];
     const double flops = wan_step_flops(cfg, a.batch, grid);
+    if (a.cuda_graphs) {
+      out["rows"].push_back(time_graphed_dit_row(a, be, row, grid, flops, model, in));
+      continue;
+    }
     Tensor output;
     out["rows"].push_back(time_dit_row(
         a, be, row, grid, flops,

@@ -172,6 +172,8 @@ void add_serve_command(CLI::App& app) {
                   "--weights (full-size ones too; the videos are noise)");
   cmd->add_option("--video-format", args->video_format,
                   "Videos as mp4 (H.264) or y4m (uncompressed) [default: mp4 when built with FFmpeg, else y4m]");
+  cmd->add_flag("--cuda-graphs", args->engine.cuda_graphs,
+                "Replay each denoising step as a CUDA graph captured per input shape (the first step of a shape runs eagerly, the second captures); on a CPU device the same results, no gain; a shape that cannot be captured runs eagerly, reported on stderr; steps sequence-parallel over several devices stay eager (off by default)");
   cmd->add_option("--policy", args->engine.policy, "Scheduling policy (as ditserve simulate --policy)")
       ->capture_default_str();
   CLI::Option* profile = cmd->add_option(

@@ -1,5 +1,7 @@
 #include "kernels/copy.h"
 
+#include "kernels/captured_work.h"
+
 #include "kernels/cpu/copy.h"
 #include "kernels/dispatch.h"
 
@@ -44,6 +46,13 @@ Tensor cast(Backend& be, const Tensor& x, DType dtype) {
 
 Tensor transfer(Backend& from, const Tensor& src, Backend& to) {
   detail::check_on_backend("transfer", "src", from, src);
+  // Host memory in a graph would be read (or written) at capture time only, and the CUDA
+  // path waits for the device: a captured model must have uploaded its tables before.
+  DITSERVE_CHECK(!((is_capturing(from) || is_capturing(to)) &&
+                   (from.device().is_cpu() || to.device().is_cpu())),
+                 "transfer from ", from.device().str(), " to ", to.device().str(),
+                 " inside a capture (kernels/captured_work.h): host memory cannot be part of "
+                 "captured work");
   const Tensor packed = contiguous(from, src);
   Tensor out = to.empty(src.shape(), src.dtype());
   if (out.nbytes() == 0) return out;

@@ -157,6 +157,7 @@ STDiT3::STDiT3(STDiT3Config config, const WeightLoader& w)
   e.rope_freqs = transfer(be_, w.load_f32("rope.freqs", {c.head_dim() / 2}), *host_).to_vector_f32();
   e.final_table = w.load("final_layer.scale_shift_table", {2, hs});
   e.final_linear = load_linear(w, "final_layer.linear", p[0] * p[1] * p[2] * c.out_channels(), hs);
+  zero_ = zero_scalar(*host_, be_, dtype_);
   spatial_.reserve(static_cast<std::size_t>(c.depth));
   temporal_.reserve(static_cast<std::size_t>(c.depth));
   for (std::int64_t i = 0; i < c.depth; ++i) {
@@ -219,9 +220,13 @@ STDiT3Step STDiT3::prepare(const DenoiseInputs& in) {
   Tensor t = e.t0(be_, to_model(timestep_embedding(be_, t_in, freq, /*cos_first=*/true)),
                   Activation::silu);
   t = e.t2(be_, t);
-  const Tensor fps_host = Tensor::from_vector(
-      std::vector<float>(static_cast<std::size_t>(b), round_to_dtype(in.fps, dtype_)), {b});
-  const Tensor fps = transfer(*host_, fps_host, be_);
+  // Uploaded once per (batch, fps), not per step: a step must not transfer from the host
+  // (it waits for the device, and a graph capture cannot hold it).
+  const Tensor fps = fps_.get(be_, {b, in.fps}, [&] {
+    const Tensor fps_host = Tensor::from_vector(
+        std::vector<float>(static_cast<std::size_t>(b), round_to_dtype(in.fps, dtype_)), {b});
+    return transfer(*host_, fps_host, be_);
+  });
   Tensor f = e.fps0(be_, to_model(timestep_embedding(be_, fps, freq, /*cos_first=*/true)),
                     Activation::silu);
   step.t = add(be_, t, e.fps2(be_, f));
@@ -233,19 +238,16 @@ STDiT3Step STDiT3::prepare(const DenoiseInputs& in) {
   const double height = round_to_dtype(static_cast<float>(in.height), dtype_);
   const double width = round_to_dtype(static_cast<float>(in.width), dtype_);
   const double scale = std::sqrt(height * width) / static_cast<double>(c.input_sq_size);
-  // The tables depend only on the grid (and scale): reuse them across the steps of a request.
+  // The tables depend only on the grid (and scale): made once, reused by every later step.
   const std::array<double, 3> pos_key = {static_cast<double>(step.grid[1]),
                                          static_cast<double>(step.grid[2]), scale};
-  if (!pos_embed_.defined() || pos_key != pos_key_) {
-    pos_embed_ = to_model(transfer(
+  step.pos_embed = pos_embed_.get(be_, pos_key, [&] {
+    return to_model(transfer(
         *host_, position_table_2d(step.grid[1], step.grid[2], c.hidden_size, scale), be_));
-    pos_key_ = pos_key;
-  }
-  if (!rope_angles_.defined() || rope_angles_.size(0) != step.grid[0]) {
-    rope_angles_ = transfer(*host_, rope_angles_rounded(step.grid[0], e.rope_freqs, dtype_), be_);
-  }
-  step.pos_embed = pos_embed_;
-  step.rope_angles = rope_angles_;
+  });
+  step.rope_angles = rope_angles_.get(be_, step.grid[0], [&] {
+    return transfer(*host_, rope_angles_rounded(step.grid[0], e.rope_freqs, dtype_), be_);
+  });
   return step;
 }
 
@@ -262,8 +264,7 @@ Tensor STDiT3::embed(const Tensor& latents, const STDiT3Step& step) {
   const Shape padded = {b, c.in_channels, g[0] * p[0], g[1] * p[1], g[2] * p[2]};
   if (padded != x.shape()) {  // PatchEmbed3D zero-pads W, H and T at the end
     Tensor full = be_.empty(padded, dtype_);
-    const Tensor zero = zero_scalar(*host_, be_, dtype_);
-    copy_into(be_, full, zero.expand(padded));
+    copy_into(be_, full, zero_.expand(padded));
     copy_into(be_, full.narrow(2, 0, step.latent[0]).narrow(3, 0, step.latent[1]).narrow(4, 0, step.latent[2]),
               x);
     x = full;

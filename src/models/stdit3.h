@@ -12,8 +12,10 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "models/device_tables.h"
 #include "models/interfaces.h"
 #include "models/weights.h"
 #include "parallel/stages.h"
@@ -122,10 +124,13 @@ class STDiT3 final : public DiffusionTransformer {
   std::unique_ptr<Embedders> embed_;
   std::vector<STDiT3Block> spatial_;
   std::vector<STDiT3Block> temporal_;
-  // prepare()'s tables for the last grid seen (read-only once handed out in a step).
-  Tensor pos_embed_;
-  std::array<double, 3> pos_key_{};  // rows, cols, scale
-  Tensor rope_angles_;
+  // prepare()'s tables, per key (read-only once handed out in a step): the position table
+  // by (rows, cols, scale), the RoPE angles by frames, the fps input by (batch, fps).
+  static constexpr std::size_t kTablesKept = 8;
+  DeviceTableCache<std::array<double, 3>> pos_embed_{kTablesKept};
+  DeviceTableCache<std::int64_t> rope_angles_{kTablesKept};
+  DeviceTableCache<std::pair<std::int64_t, float>> fps_{kTablesKept};
+  Tensor zero_;  // [1] in the compute dtype: embed()'s padding value
 };
 
 }  // namespace ditserve

@@ -190,6 +190,8 @@ WanTransformer::WanTransformer(WanConfig config, const WeightLoader& w)
   e.head_table = w.load(name(Part::head_table), {1, 2, c.dim});
   blocks_.reserve(static_cast<std::size_t>(c.num_layers));
   for (std::int64_t i = 0; i < c.num_layers; ++i) blocks_.emplace_back(c, w, layout_, i);
+  const Tensor zero = transfer(*host_, Tensor::from_vector({0.0f}, {1}), be_);
+  zero_ = dtype_ == DType::f32 ? zero : cast(be_, zero, dtype_);
 }
 
 WanTransformer::~WanTransformer() = default;
@@ -256,19 +258,14 @@ WanStep WanTransformer::prepare(const DenoiseInputs& in) {
   }
   const Tensor keep = embedding(be_, caption_mask_table_, lens).view({b, c.text_len, 1});
   Tensor padded = be_.empty({b, c.text_len, c.text_dim}, dtype_);
-  if (len < c.text_len) {
-    const Tensor zero = to_model(transfer(*host_, Tensor::from_vector({0.0f}, {1}), be_));
-    copy_into(be_, padded, zero.expand(padded.shape()));
-  }
+  if (len < c.text_len) copy_into(be_, padded, zero_.expand(padded.shape()));
   copy_into(be_, padded.narrow(1, 0, len), to_model(y));
   padded = mul(be_, padded, keep);
   step.context = e.text2(be_, e.text1(be_, padded, Activation::gelu_tanh));
 
-  if (!rope_angles_.defined() || rope_grid_ != step.grid) {
-    rope_angles_ = transfer(*host_, rope_angles_3d(step.grid, c.rope_dims(), c.rope_theta), be_);
-    rope_grid_ = step.grid;
-  }
-  step.rope_angles = rope_angles_;
+  step.rope_angles = rope_angles_.get(be_, step.grid, [&] {
+    return transfer(*host_, rope_angles_3d(step.grid, c.rope_dims(), c.rope_theta), be_);
+  });
   return step;
 }
 

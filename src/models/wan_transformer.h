@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/device_tables.h"
 #include "models/interfaces.h"
 #include "models/weights.h"
 #include "parallel/token_stages.h"
@@ -130,8 +131,9 @@ class WanTransformer final : public DiffusionTransformer {
   std::unique_ptr<Backend> host_;
   std::unique_ptr<Embedders> embed_;
   std::vector<WanBlock> blocks_;
-  Tensor rope_angles_;  // for rope_grid_ (reused across the steps of a request)
-  std::array<std::int64_t, 3> rope_grid_{};
+  // RoPE angles by token grid (reused by every later step of that grid).
+  DeviceTableCache<std::array<std::int64_t, 3>> rope_angles_{8};
+  Tensor zero_;  // [1] in the compute dtype: the captions' padding value
   Tensor caption_mask_table_;  // [text_len + 1, text_len]: row n is n ones (built once)
 };
 

@@ -87,7 +87,7 @@ void validate_request(const ModelSpec& spec, const GenerateRequest& r) {
 }
 
 Pipeline::Pipeline(ModelSpec spec, Backend& be,
-                   const std::optional<std::filesystem::path>& weights_dir)
+                   const std::optional<std::filesystem::path>& weights_dir, PipelineOptions options)
     : spec_(std::move(spec)),
       be_(be),
       tokenizer_(load_tokenizer(spec_, weights_dir)),
@@ -97,7 +97,15 @@ Pipeline::Pipeline(ModelSpec spec, Backend& be,
                  spec_.text_encoder.vocab);
   if (spec_.is_wan())
     default_negative_ids_ = negative_ids(tokenizer_, spec_.wan_sampling.negative_prompt);
+  if (options.cuda_graphs) {
+    GraphedTransformerOptions graphs;
+    // A request must not fail because its shape could not be captured: it runs eagerly.
+    graphs.on_capture_failure = GraphedTransformerOptions::OnCaptureFailure::run_eagerly;
+    graphed_ = std::make_unique<GraphedTransformer>(*model_.transformer, be_, graphs);
+  }
 }
+
+Pipeline::~Pipeline() = default;
 
 Tensor Pipeline::embed(const std::vector<std::int32_t>& ids) {
   const auto length = static_cast<std::int64_t>(ids.size());

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "models/graphed_transformer.h"
 #include "models/registry.h"
 #include "pipeline/rectified_flow.h"
 #include "pipeline/tokenizer.h"
@@ -61,13 +63,24 @@ struct Captions {
   Tensor lengths;  // i32 [2]: Open-Sora {L, L}; Wan each row's token count
 };
 
+// How a Pipeline runs its models; the defaults are the plain eager path.
+struct PipelineOptions {
+  // The DiT step through a GraphedTransformer (models/graphed_transformer.h): per input
+  // shape, eager once, then captured and replayed (on CUDA one graph launch per step; on
+  // the CPU backend the same results, no gain). A shape whose capture fails is reported on
+  // stderr and runs eagerly. Off until measured on a GPU.
+  bool cuda_graphs = false;
+};
+
 class Pipeline {
  public:
   // Loads the tokenizer (load_tokenizer), then the model (load_model). Throws
   // InvalidArgument naming "weights" when the tokenizer is missing or its vocabulary
   // exceeds the text encoder's, and (Wan) "negative_prompt" when the model's default
   // negative prompt does not fit the encoder.
-  Pipeline(ModelSpec spec, Backend& be, const std::optional<std::filesystem::path>& weights_dir);
+  Pipeline(ModelSpec spec, Backend& be, const std::optional<std::filesystem::path>& weights_dir,
+           PipelineOptions options = {});
+  ~Pipeline();
 
   // Throws InvalidArgument naming "prompt" for an empty or over-long prompt: an over-long
   // prompt is refused, never truncated (Wan's tokenizer would cut it at 512 tokens).
@@ -86,7 +99,11 @@ class Pipeline {
   const ModelSpec& spec() const { return spec_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   Backend& backend() const { return be_; }
-  DiffusionTransformer& transformer() const { return *model_.transformer; }
+  // The DiT as steps should call it: with cuda_graphs, the GraphedTransformer around the
+  // model (unwrap_graphed() gives the model, for a sequence-parallel step's stages).
+  DiffusionTransformer& transformer() const {
+    return graphed_ ? *graphed_ : *model_.transformer;
+  }
   VideoDecoder& vae() const { return *model_.vae; }
 
  private:
@@ -99,6 +116,7 @@ class Pipeline {
   LoadedModel model_;
   std::vector<std::int32_t> default_negative_ids_;  // Wan: sample_neg_prompt
   Tensor default_negative_;                         // its embedding, once computed
+  std::unique_ptr<GraphedTransformer> graphed_;     // after model_: it refers to the DiT
 };
 
 }  // namespace ditserve

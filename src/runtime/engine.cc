@@ -125,7 +125,8 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
   const auto load_slot = [&](Slot& s) {
     for (const ModelSpec& spec : specs_) {
       const auto dir = weights.count(spec.name) ? std::optional(weights.at(spec.name)) : std::nullopt;
-      s.pipelines.push_back(std::make_unique<Pipeline>(spec, *s.backend, dir));
+      s.pipelines.push_back(std::make_unique<Pipeline>(spec, *s.backend, dir,
+                                                       PipelineOptions{options.cuda_graphs}));
     }
   };
   for (std::size_t first = 0; first < slots_.size(); first += kParallelLoads) {

@@ -127,6 +127,9 @@ struct EngineOptions {
   // estimates.
   bool refine_profile = true;
   std::vector<FaultInjection> faults;
+  // Every device's DiT steps through a GraphedTransformer (PipelineOptions::cuda_graphs):
+  // one-device steps replay a graph per shape; sequence-parallel ones stay eager.
+  bool cuda_graphs = false;
   // Stores a finished job's video (host f32 [1, 3, frames, H, W]); runs on the engine's
   // output writer, after the decode's devices are released. Empty: the job's output file
   // in its format. Tests substitute their own (a slow one, say).

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "kernels/copy.h"
+#include "models/graphed_transformer.h"
 #include "models/stdit3.h"
 #include "models/wan_transformer.h"
 #include "parallel/guidance_parallel.h"
@@ -15,12 +16,13 @@
 namespace ditserve::runtime {
 namespace {
 
-// Every member cast to the model class M (nullptr when the first is not one).
+// Every member cast to the model class M (nullptr when the first is not one), looking
+// through a GraphedTransformer: a sequence-parallel step runs the model's stages eagerly.
 template <typename M>
 std::vector<M*> as(const std::vector<DiffusionTransformer*>& members) {
   std::vector<M*> out;
   for (std::size_t i = 0; i < members.size(); ++i) {
-    M* m = dynamic_cast<M*>(members[i]);
+    M* m = dynamic_cast<M*>(&unwrap_graphed(*members[i]));
     if (m == nullptr) {
       DITSERVE_CHECK(i == 0, "group_step: member ", i, " is another model than member 0");
       return {};
@@ -124,8 +126,9 @@ bool uses_guidance_parallel(const DeviceGroup& group) {
 }
 
 bool has_group_step(const DiffusionTransformer& dit) {
-  return dynamic_cast<const STDiT3*>(&dit) != nullptr ||
-         dynamic_cast<const WanTransformer*>(&dit) != nullptr;
+  const DiffusionTransformer& model = unwrap_graphed(dit);
+  return dynamic_cast<const STDiT3*>(&model) != nullptr ||
+         dynamic_cast<const WanTransformer*>(&model) != nullptr;
 }
 
 void group_step(Fabric& fabric, const DeviceGroup& group,

@@ -8,7 +8,10 @@
 // on the first half of the group and the null caption's on the second, each half
 // sequence-parallel inside (or the plain forward on one device): on two GPUs a step then
 // exchanges no activations at all. Either way the result equals the one-device step up
-// to rounding.
+// to rounding. Members may be GraphedTransformers (PipelineOptions::cuda_graphs): a
+// forward on one device (a group of one, or each half of a two-device guidance split)
+// then replays its graph, while a sequence-parallel step runs the wrapped models' stages
+// eagerly.
 
 #include <vector>
 

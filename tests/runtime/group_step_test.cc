@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/copy.h"
+#include "models/graphed_transformer.h"
 #include "pipeline/pipeline.h"
 #include "support/cpu_devices.h"
 #include "support/random.h"
@@ -205,6 +206,51 @@ TEST(GroupStep, MovedUniPCStateKeepsItsHistory) {
   } catch (const InvalidArgument& e) {
     EXPECT_THAT(e.what(), HasSubstr("history"));
   }
+}
+
+// PipelineOptions::cuda_graphs through the group step, on CPU devices (where a capture
+// runs the work and a replay runs it again): one-device steps and each half of a
+// two-device guidance split replay their captures, sequence-parallel steps look through
+// the decorator to the model's stages, and the latents equal the eager pipeline's.
+Tensor host_copy(Backend& be, const Tensor& t) {
+  const std::unique_ptr<Backend> cpu = make_backend(Device::cpu());
+  return transfer(be, t, *cpu);
+}
+
+TEST(GraphedGroupStep, GraphedPipelinesGiveTheEagerLatentsOnEveryKindOfGroup) {
+  testing::CpuDevices devices(3);
+  std::vector<std::unique_ptr<Pipeline>> graphed;
+  for (int r = 0; r < 3; ++r)
+    graphed.push_back(std::make_unique<Pipeline>(find_model("tiny"), devices[r], std::nullopt,
+                                                 PipelineOptions{true}));
+  Pipeline eager(find_model("tiny"), devices[0], std::nullopt);
+  ASSERT_NE(dynamic_cast<GraphedTransformer*>(&graphed[0]->transformer()), nullptr);
+  EXPECT_EQ(dynamic_cast<GraphedTransformer*>(&eager.transformer()), nullptr);
+  EXPECT_TRUE(has_group_step(graphed[0]->transformer()));
+
+  // One device three times (eager, capture, replay), both guidance halves twice (each
+  // half's batch-1 key: eager, then captured), then sequence-parallel over three.
+  const std::vector<DeviceGroup> schedule = {{{0}}, {{0}}, {{0}}, {{0, 1}}, {{0, 1}}, {{0, 2, 1}}, {{0}}};
+  const GenerateRequest request = tiny_request(static_cast<int>(schedule.size()));
+  GenerationState want = eager.start(request, eager.encode(request.prompt));
+  while (!want.done()) want.step(devices[0], eager.transformer());
+
+  GenerationState got = graphed[0]->start(request, graphed[0]->encode(request.prompt));
+  for (const DeviceGroup& group : schedule) {
+    std::vector<DiffusionTransformer*> members;
+    for (int r : group.ranks) members.push_back(&graphed[static_cast<std::size_t>(r)]->transformer());
+    group_step(devices.fabric(), group, members, got);
+  }
+  ASSERT_TRUE(got.done());
+  EXPECT_LE(ditserve::testing::relative_error(host_copy(devices[0], got.latents()),
+                                              host_copy(devices[0], want.latents())),
+            1e-5);
+  const auto& leader = dynamic_cast<GraphedTransformer&>(graphed[0]->transformer());
+  const auto& second = dynamic_cast<GraphedTransformer&>(graphed[1]->transformer());
+  EXPECT_EQ(leader.stats().captures, 2u);  // the batch-2 step and the prompt half's batch 1
+  EXPECT_EQ(leader.stats().replays, 4u);
+  EXPECT_EQ(second.stats().captures, 1u);  // the null caption's half
+  EXPECT_EQ(leader.stats().capture_failures + second.stats().capture_failures, 0u);
 }
 
 }  // namespace

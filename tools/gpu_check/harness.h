@@ -90,5 +90,8 @@ void add_gemm_plan_cases(std::vector<Case>& cases);  // GEMM plan cache and auto
 
 // The caching allocator must not grow once a repeated workload has warmed it up.
 Result check_pool_steady(Harness& h);
+// Captured work (CUDA graphs): replays equal eager steps bit for bit; a failed capture is
+// clean (graph_check.cc).
+std::vector<Result> check_captured_work(Harness& h);
 
 }  // namespace ditserve::gpu_check

@@ -155,6 +155,13 @@ int run(const Options& o) {
     results.push_back(check_pool_steady(h));
     print_row(results.back());
   }
+  if (!o.cpu_self_test &&
+      (o.filter.empty() || std::string("captured_work").find(o.filter) != std::string::npos)) {
+    for (const Result& r : check_captured_work(h)) {
+      results.push_back(r);
+      print_row(r);
+    }
+  }
 
   int failed = 0;
   for (const Result& r : results) failed += r.pass ? 0 : 1;

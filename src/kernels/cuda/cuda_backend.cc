@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_backend.h"
 
+#include "kernels/captured_work.h"
 #include "tensor/cuda/cuda_check.h"
 
 namespace ditserve::cuda {
@@ -49,7 +50,15 @@ CudaBackend::~CudaBackend() {
 }
 
 void* CudaBackend::workspace(std::size_t bytes) {
-  if (!workspace_.defined() || workspace_.nbytes() < bytes) {
+  const bool grows = !workspace_.defined() || workspace_.nbytes() < bytes;
+  if (is_capturing(*this)) {
+    // A buffer allocated inside a capture belongs to the graph and is not valid outside
+    // it; the current one must outlive every graph whose kernels were given its address.
+    DITSERVE_CHECK(!grows, "cuda:", device_, ": the workspace would grow to ", bytes,
+                   " bytes inside a CUDA graph capture; run the work once eagerly first");
+    retain_for_capture(*this, workspace_);
+  }
+  if (grows) {
     workspace_ = Tensor();  // stream-ordered free: later work may reuse it at once
     const std::size_t rounded = std::max<std::size_t>(bytes, std::size_t{32} << 20);
     workspace_ = empty({static_cast<std::int64_t>(rounded)}, DType::u8);
