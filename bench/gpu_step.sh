@@ -8,6 +8,7 @@
 # kernels on) and with DITSERVE_SHORT_KERNELS=0 (cuDNN attention, separate norm and RoPE),
 # so the gain of those kernels is measured in the same run.
 #   GPU_STEP_PARTS="check dit vae t5" (default: all) selects parts; GPU_STEP_ROWS the rows;
+#   GPU_STEP_GRAPHS=0 skips the run that times the DiT rows replayed from CUDA graphs;
 #   GPU_STEP_GENERAL=0 skips the general-kernels run; GPU_STEP_NOTUNE_ROWS="144p,..." also
 #   times those rows with GEMM autotuning off (DITSERVE_GEMM_AUTOTUNE=0, $OUT/dit_notune.json).
 #   The check part runs tools/gpu_check and bench/ops/op_bench ($OUT/op_bench.json).
@@ -50,6 +51,13 @@ if [[ " $parts " == *" dit "* ]]; then
     --peak-tflops "$peak" --export-weights /tmp/stdit3-w --dump-dir /tmp/stdit3-rows \
     --json "$OUT/dit.json" 2>&1 | tee -a "$log"
   echo "ditserve dit: $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  if [[ ${GPU_STEP_GRAPHS:-1} != 0 ]]; then
+    # The same rows replayed from CUDA graphs (no breakdown or dump there); each row's JSON
+    # has graph_vs_eager_rel_l2, the graphed output against an eager step's.
+    $bin bench step --component dit --rows "$rows" --warmup 1 --steps 5 --cuda-graphs \
+      --peak-tflops "$peak" --json "$OUT/dit_graphs.json" 2>&1 | tee -a "$log"
+    echo "ditserve dit (CUDA graphs): $((SECONDS - t)) s" | tee -a "$log"; t=$SECONDS
+  fi
   if [[ -n ${GPU_STEP_NOTUNE_ROWS:-} ]]; then
     DITSERVE_GEMM_AUTOTUNE=0 $bin bench step --component dit --rows "$GPU_STEP_NOTUNE_ROWS" \
       --warmup 1 --steps 3 --peak-tflops "$peak" --json "$OUT/dit_notune.json" 2>&1 | tee -a "$log"
@@ -67,6 +75,7 @@ if [[ " $parts " == *" dit "* ]]; then
     "${also[@]}" --json /tmp/dit_eager.json 2>&1 | tee -a "$log"
   echo "eager dit: $((SECONDS - t)) s" | tee -a "$log"
   ours+=("$OUT/dit.json"); eager+=(/tmp/dit_eager.json)
+  [[ ${GPU_STEP_GRAPHS:-1} != 0 ]] && ours+=("$OUT/dit_graphs.json=cuda_graphs")
   [[ ${GPU_STEP_GENERAL:-1} != 0 ]] && ours+=("$OUT/dit_general.json=general_kernels")
 fi
 if [[ " $parts " == *" vae "* ]]; then
