@@ -117,6 +117,11 @@ Tensor attention(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
       if (!lengths.defined() && !bias.defined() && cuda::short_kernels_enabled() &&
           cuda::attention_short(cuda_be, out, qv, kv, vv, scale))
         return out;
+      // Few keys (cross-attention to a caption, a small frame): all of a head's keys in
+      // shared memory, D = 72 without padding it to a flash kernel's 128-wide tiles.
+      if (!bias.defined() && cuda::short_kernels_enabled() &&
+          cuda::attention_few_keys(cuda_be, out, qv, kv, vv, scale, lengths))
+        return out;
       const bool fused = q.dtype() != DType::f32 &&
                          cuda::attention_cudnn(cuda_be, out, qv, kv, vv, scale, lengths, bias);
       if (!fused) cuda::attention_direct(cuda_be, out, qv, kv, vv, scale, lengths, bias);

@@ -1,6 +1,7 @@
 #pragma once
-// Scaled-dot-product attention. CUDA: cuDNN 9's fused flash attention for bf16/f16 and a
-// direct kernel for f32. CPU: exact reference with f32 softmax.
+// Scaled-dot-product attention. CUDA, bf16/f16: tensor-core kernels for sequences of <= 32
+// (attention_short) and for <= 320 keys (attention_few_keys), else cuDNN 9's fused flash
+// attention; f32: a direct kernel. CPU: exact reference with f32 softmax.
 
 #include <optional>
 

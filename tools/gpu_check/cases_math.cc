@@ -268,6 +268,81 @@ void add_attention_short(std::vector<Case>& cases) {
   }
 }
 
+// attention_few_keys itself on the GPU (failing if it declines), the public op on the CPU;
+// `lengths` undefined: all keys.
+Tensor few_keys_or_reference(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& lengths = {}) {
+  AttentionParams p;
+  p.key_lengths = lengths;
+  if (be.device().is_cpu()) return attention(be, q, k, v, p);
+  Tensor out = be.empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.dtype());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(q.size(3)));
+  DITSERVE_CHECK(cuda::attention_few_keys(cuda::as_cuda(be), out, q, k, v, scale, lengths),
+                 "attention_few_keys declined q ", q.describe(), ", k ", k.describe(), ", v ",
+                 v.describe());
+  return out;
+}
+
+// The few-keys kernel's own cases (bf16 and f16): a block stages all keys of one (batch,
+// head), padded to a multiple of 32, and walks them in chunks of 32 with an online softmax;
+// a warp takes 32 queries at a time of a 256-query block. Key counts 1, 17, 64, 77, 300 and 320
+// (one chunk, a partial chunk, exact chunks, STDiT3's caption, the limit), query counts that
+// leave a tile or a block partly empty, key lengths (the first = Sk, the others random; all
+// 1 skips every chunk past the first), D = 64 and 72, odd head counts, and k/v as views of
+// a fused kv projection [B, L, 2, H, D] as STDiT3's cross-attention passes them. Entries
+// of size ~2.5 give peaked softmaxes (scores of standard deviation ~2).
+void add_attention_few_keys(std::vector<Case>& cases) {
+  const std::vector<DType> half_types = {DType::bf16, DType::f16};
+  const float qk_scale = 2.5f;
+  for (const AttnShape s :
+       {AttnShape{2, 37, 1, 3, 72}, AttnShape{2, 1, 17, 16, 72}, AttnShape{3, 300, 64, 5, 64},
+        AttnShape{2, 1000, 77, 16, 72}, AttnShape{2, 257, 300, 3, 72},
+        AttnShape{1, 600, 320, 2, 64}, AttnShape{4, 144, 144, 16, 72}}) {
+    cases.push_back({"attention_few_keys", attn_desc(s, ""),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, s.sk, s.h, s.d}, qk_scale), floating({s.b, s.sk, s.h, s.d})},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return few_keys_or_reference(be, in[0], in[1], in[2]);
+                     },
+                     half_types});
+  }
+  for (const AttnShape s : {AttnShape{3, 1000, 300, 16, 72}, AttnShape{4, 513, 300, 3, 64},
+                            AttnShape{2, 40, 130, 5, 72}}) {
+    cases.push_back({"attention_few_keys", attn_desc(s, " k/v views of kv[B,L,2,H,D], key_lengths"),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, s.sk, 2, s.h, s.d}, qk_scale), lengths(s.b, s.sk)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return few_keys_or_reference(be, in[0], in[1].select(2, 0),
+                                                    in[1].select(2, 1), in[2]);
+                     },
+                     half_types});
+  }
+  {
+    const AttnShape s{3, 700, 300, 4, 72};
+    cases.push_back({"attention_few_keys", attn_desc(s, " key_lengths all 1"),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, s.sk, s.h, s.d}, qk_scale), floating({s.b, s.sk, s.h, s.d}),
+                      lengths(s.b, 1)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       return few_keys_or_reference(be, in[0], in[1], in[2], in[3]);
+                     },
+                     half_types});
+  }
+  {
+    // STDiT3's cross-attention at a reduced token count, through the public op.
+    const AttnShape s{2, 4000, 300, 16, 72};
+    cases.push_back({"attention", attn_desc(s, " kv[B,L,2,H,D] views, key_lengths (few keys)"),
+                     {floating({s.b, s.sq, s.h, s.d}, qk_scale),
+                      floating({s.b, s.sk, 2, s.h, s.d}, qk_scale), lengths(s.b, s.sk)},
+                     [](Backend& be, const std::vector<Tensor>& in) {
+                       AttentionParams p;
+                       p.key_lengths = in[2];
+                       return attention(be, in[0], in[1].select(2, 0), in[1].select(2, 1), p);
+                     },
+                     half_types});
+  }
+}
+
 void add_attention(std::vector<Case>& cases) {
   // Scores of O(1): q and k entries of size ~ 2 / sqrt(sqrt(D)) each side.
   auto qk = [](const AttnShape& s, std::int64_t seq) {
@@ -485,6 +560,7 @@ void add_math_cases(std::vector<Case>& cases) {
   add_linear_stacked(cases);
   add_matmul(cases);
   add_attention(cases);
+  add_attention_few_keys(cases);
   cases.push_back(cudnn_attention_twice(false));
   cases.push_back(cudnn_attention_twice(true));
   add_stacked_temporal_attention(cases);

@@ -88,6 +88,19 @@ inline constexpr std::int64_t kMaxShortSequence = 32;
 bool attention_short(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
                      const Tensor& v, float scale);
 
+// Most keys attention_few_keys takes: K and V of one (batch, head) staged in shared memory
+// (2 x 320 rows of 144 B, plus 128 query rows: 108 KiB per block, two blocks per SM).
+inline constexpr std::int64_t kMaxFewKeys = 320;
+
+// Attention of any number of queries to 1..kMaxFewKeys keys (bf16/f16; head dim 64 or 72;
+// 16-byte aligned rows), with optional key_lengths (i32 [B] on the device, read there), no
+// bias: a block per (batch, head, 256 queries) stages that head's keys and values once, a
+// warp per 32 queries on the tensor cores with an online softmax over chunks of 32 keys
+// (few_keys_attention.cu). Same contract as attention_direct otherwise. Returns false
+// (queuing nothing) for any other configuration.
+bool attention_few_keys(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,
+                        const Tensor& v, float scale, const Tensor& key_lengths);
+
 // In place on qkv [N, L, 3, H, D]: q and k (dim 2 index 0, 1) become RoPE(RMSNorm(x) *
 // weight) (no rotation when angles is undefined), rounded as rms_norm and rope round:
 // f32 statistics, the normed value rounded to the storage type, then rotated in f32 by
