@@ -67,12 +67,16 @@ void EngineImpl::learn(const Completion& c, int shape) {
   // A device's first run of some work (an encode of the shape; a step or decode of the
   // shape at this DoP in this member position) includes its backend's lazy setup: that
   // duration is left out, or the inflated figure would stay (first_use.h says why). Of a
-  // kStep action's steps only the first can be one; the others run on set-up devices.
+  // kStep action's steps only the first (the first two with CUDA graphs: the second
+  // captures) can be one; the others run on set-up devices.
   if (c.kind == Kind::kEncoded && c.seconds > 0 && !first_uses_.first_use(Phase::kEncode, shape, c.ranks))
     update_shapes(estimator_->observe_encode(shape, c.seconds));
   if (c.kind == Kind::kStepped) {
-    const bool first = !c.step_s.empty() && first_uses_.first_use(Phase::kStep, shape, c.ranks);
-    for (std::size_t i = first ? 1 : 0; i < c.step_s.size(); ++i)
+    const auto setup = static_cast<std::size_t>(
+        c.step_s.empty() ? 0
+                         : first_uses_.setup_runs(Phase::kStep, shape, c.ranks,
+                                                  static_cast<int>(c.step_s.size())));
+    for (std::size_t i = setup; i < c.step_s.size(); ++i)
       update_shapes(estimator_->observe_step(shape, c.dop, c.step_s[i]));
     if (c.move_s >= 0) update_shapes(estimator_->observe_move(shape, c.move_s));
   }

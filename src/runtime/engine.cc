@@ -145,6 +145,7 @@ EngineImpl::EngineImpl(const EngineOptions& options) {
   }
   estimator_ = std::make_unique<ProfileEstimator>(base, prior);
   refine_profile_ = options.refine_profile;
+  first_uses_ = FirstUseFilter(options.cuda_graphs ? 2 : 1);
   scheduler_ = std::make_unique<sched::Scheduler>(base, sched::ClusterConfig{n, 1}, std::move(policy));
 
   start_ = Clock::now();

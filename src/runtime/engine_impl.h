@@ -195,7 +195,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::unique_ptr<ProfileEstimator> estimator_;
   bool refine_profile_ = true;  // EngineOptions::refine_profile
-  FirstUseFilter first_uses_;   // what each device has run, for learn()
+  FirstUseFilter first_uses_;   // what each device has run, for learn(); set by the constructor
   std::vector<bool> alive_;
   int encoder_ = 0;  // the rank that runs text encodes
   std::atomic<bool> stopping_{false};

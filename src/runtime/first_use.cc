@@ -1,15 +1,20 @@
 #include "runtime/first_use.h"
 
+#include <algorithm>
+
 namespace ditserve::runtime {
 
-bool FirstUseFilter::first_use(Phase phase, int shape, const std::vector<int>& ranks) {
+int FirstUseFilter::setup_runs(Phase phase, int shape, const std::vector<int>& ranks, int runs) {
   const int dop = static_cast<int>(ranks.size());
-  bool first = false;
+  const int setup = phase == Phase::kStep ? step_setup_runs_ : 1;
+  int with_setup = 0;
   for (int position = 0; position < dop; ++position) {
     const int rank = ranks[static_cast<std::size_t>(position)];
-    if (done_.emplace(phase, shape, dop, position, rank).second) first = true;
+    int& done = runs_[{phase, shape, dop, position, rank}];
+    with_setup = std::max(with_setup, std::clamp(setup - done, 0, runs));
+    done += runs;
   }
-  return first;
+  return with_setup;
 }
 
 }  // namespace ditserve::runtime

@@ -13,7 +13,7 @@
 // its own sizes), per device (each backend has its own plan cache and allocator). Not
 // thread-safe (the engine's control thread owns it).
 
-#include <set>
+#include <map>
 #include <tuple>
 #include <vector>
 
@@ -23,15 +23,27 @@ class FirstUseFilter {
  public:
   enum class Phase { kEncode, kStep, kDecode };
 
+  // step_setup_runs: how many runs of a step include lazy setup (1; 2 with CUDA graphs,
+  // whose second run of a shape is the capture).
+  explicit FirstUseFilter(int step_setup_runs = 1) : step_setup_runs_(step_setup_runs) {}
+
   // Records that the devices `ranks` (in member order: the leader first) ran `phase` of a
   // request of profile shape `shape` together, and returns whether any of them had not
   // run that member's work before since this filter was made (one per engine, so per
-  // process): then the duration measured includes lazy setup.
-  bool first_use(Phase phase, int shape, const std::vector<int>& ranks);
+  // process): then the duration measured includes lazy setup. A step counts as first use
+  // for its first step_setup_runs runs.
+  bool first_use(Phase phase, int shape, const std::vector<int>& ranks) {
+    return setup_runs(phase, shape, ranks, 1) == 1;
+  }
+
+  // The same for `runs` consecutive runs of the work on those devices (a kStep action's
+  // steps): how many of them, from the first, include lazy setup.
+  int setup_runs(Phase phase, int shape, const std::vector<int>& ranks, int runs);
 
  private:
-  // (phase, shape, group size, position in the group, device rank)
-  std::set<std::tuple<Phase, int, int, int, int>> done_;
+  int step_setup_runs_;
+  // (phase, shape, group size, position in the group, device rank) -> runs so far
+  std::map<std::tuple<Phase, int, int, int, int>, int> runs_;
 };
 
 }  // namespace ditserve::runtime

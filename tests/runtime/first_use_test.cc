@@ -50,5 +50,29 @@ TEST(FirstUseFilter, AGroupIsFirstWhenAnyMemberIsNewToItsPosition) {
   EXPECT_FALSE(filter.first_use(Phase::kStep, 0, {2, 0}));
 }
 
+TEST(FirstUseFilter, WithCudaGraphsTheCaptureIsSetUpToo) {
+  FirstUseFilter filter(/*step_setup_runs=*/2);
+  EXPECT_TRUE(filter.first_use(Phase::kStep, 0, {0}));   // eager: plans, autotuning
+  EXPECT_TRUE(filter.first_use(Phase::kStep, 0, {0}));   // the capture
+  EXPECT_FALSE(filter.first_use(Phase::kStep, 0, {0}));  // replays
+  EXPECT_TRUE(filter.first_use(Phase::kDecode, 0, {0}));  // decodes are not graphed
+  EXPECT_FALSE(filter.first_use(Phase::kDecode, 0, {0}));
+}
+
+TEST(FirstUseFilter, SetUpRunsOfAnActionsStepsCountFromTheFirst) {
+  FirstUseFilter graphs(2);
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 0, {0}, 5), 2);
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 0, {0}, 5), 0);
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 1, {0}, 1), 1);  // one action of one step
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 1, {0}, 3), 1);  // then the capture
+  // A group is set up once its least experienced member is.
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 1, {0, 1}, 1), 1);
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 1, {0, 1}, 4), 1);
+  EXPECT_EQ(graphs.setup_runs(Phase::kStep, 1, {0, 1}, 4), 0);
+  FirstUseFilter eager;
+  EXPECT_EQ(eager.setup_runs(Phase::kStep, 0, {0}, 5), 1);
+  EXPECT_EQ(eager.setup_runs(Phase::kStep, 0, {0}, 5), 0);
+}
+
 }  // namespace
 }  // namespace ditserve::runtime
