@@ -1,10 +1,10 @@
 #include "cli/bench_step.h"
 
 #include <algorithm>
-#include <cmath>
 #include <functional>
 #include <sstream>
 
+#include "cli/relative_error.h"
 #include "models/graphed_transformer.h"
 #include "tensor/error.h"
 
@@ -124,25 +124,6 @@ nlohmann::json timing_json(const Timed& t, double flops, double peak_tflops) {
   return j;
 }
 
-namespace {
-
-// ||a - b|| / ||b|| over every element, in double on the host.
-double relative_l2(Backend& be, const Tensor& a, const Tensor& b) {
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
-  const std::vector<float> x = transfer(be, a, *host).to_vector_f32();
-  const std::vector<float> y = transfer(be, b, *host).to_vector_f32();
-  DITSERVE_CHECK(x.size() == y.size(), "relative_l2: ", x.size(), " vs ", y.size(), " elements");
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const double d = static_cast<double>(x[i]) - static_cast<double>(y[i]);
-    diff += d * d;
-    norm += static_cast<double>(y[i]) * static_cast<double>(y[i]);
-  }
-  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-}
-
-}  // namespace
-
 nlohmann::json time_graphed_dit_row(const BenchArgs& a, Backend& be, const Row& row,
                                     const std::array<std::int64_t, 3>& grid, double flops,
                                     DiffusionTransformer& model, const DenoiseInputs& inputs) {
@@ -150,7 +131,7 @@ nlohmann::json time_graphed_dit_row(const BenchArgs& a, Backend& be, const Row& 
   (void)graphed.forward(inputs);          // eager: plans, autotuning, tables, workspace
   const Tensor replayed = graphed.forward(inputs);  // captured, then replayed
   const Tensor eager = model.forward(inputs);
-  const double rel_l2 = relative_l2(be, replayed, eager);
+  const double rel_l2 = relative_l2(host_values(be, replayed), host_values(be, eager));
   Tensor output;
   const Timed t = time_steps(be, a.warmup, a.steps, [&] { output = graphed.forward(inputs); });
   nlohmann::json r = timing_json(t, flops, a.peak_tflops);

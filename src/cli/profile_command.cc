@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/relative_error.h"
 #include "comm/fabric.h"
 #include "kernels/backend.h"
 #include "kernels/copy.h"
@@ -142,22 +143,6 @@ std::vector<ShapeSpec> parse_shapes(const std::string& text, std::int64_t multip
     out.push_back(s);
   }
   return out;
-}
-
-std::vector<float> host_values(Backend& be, const Tensor& t) {
-  const std::unique_ptr<Backend> host = make_backend(Device::cpu());
-  return transfer(be, t, *host).to_vector_f32();
-}
-
-// ||a - b|| / ||b|| (0 when both are zero).
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  DITSERVE_CHECK(a.size() == b.size(), "relative_l2: ", a.size(), " vs ", b.size(), " values");
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
 std::vector<int> parse_dops(const std::string& text, int devices) {

@@ -165,19 +165,34 @@ std::string attn_desc(const AttnShape& s, const std::string& extra) {
   return os.str();
 }
 
-// attention_short itself on the GPU (the public op would fall back to cuDNN silently if
-// it declined), the public op on the CPU. Scale 1/sqrt(D) unless `scale` > 0.
+// The attention kernels gpu_check calls directly: through the public op a kernel that
+// declined would fall back to cuDNN silently.
+enum class AttentionKernel { short_sequences, few_keys };
+
+// `kernel` itself on the GPU (failing if it declines), the public op with `p` on the CPU.
+// Scale 1/sqrt(D) unless p.scale is set.
+Tensor kernel_or_reference(Backend& be, AttentionKernel kernel, const Tensor& q, const Tensor& k,
+                           const Tensor& v, const AttentionParams& p) {
+  if (be.device().is_cpu()) return attention(be, q, k, v, p);
+  Tensor out = be.empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.dtype());
+  const float scale = p.scale.value_or(1.0f / std::sqrt(static_cast<float>(q.size(3))));
+  auto& cuda_be = cuda::as_cuda(be);
+  const bool ran = kernel == AttentionKernel::short_sequences
+                       ? cuda::attention_short(cuda_be, out, q, k, v, scale)
+                       : cuda::attention_few_keys(cuda_be, out, q, k, v, scale, p.key_lengths);
+  const char* name =
+      kernel == AttentionKernel::short_sequences ? "attention_short" : "attention_few_keys";
+  DITSERVE_CHECK(ran, name, " declined q ", q.describe(), ", k ", k.describe(), ", v ",
+                 v.describe());
+  return out;
+}
+
+// attention_short on the GPU; scale 1/sqrt(D) unless `scale` > 0.
 Tensor short_or_reference(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
                           float scale = 0.0f) {
   AttentionParams p;
   if (scale > 0.0f) p.scale = scale;
-  if (be.device().is_cpu()) return attention(be, q, k, v, p);
-  Tensor out = be.empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.dtype());
-  const float s = scale > 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(q.size(3)));
-  DITSERVE_CHECK(cuda::attention_short(cuda::as_cuda(be), out, q, k, v, s),
-                 "attention_short declined q ", q.describe(), ", k ", k.describe(), ", v ",
-                 v.describe());
-  return out;
+  return kernel_or_reference(be, AttentionKernel::short_sequences, q, k, v, p);
 }
 
 // The short-sequence kernel's own cases (bf16 and f16). A block takes 4 heads of one
@@ -268,19 +283,12 @@ void add_attention_short(std::vector<Case>& cases) {
   }
 }
 
-// attention_few_keys itself on the GPU (failing if it declines), the public op on the CPU;
-// `lengths` undefined: all keys.
+// attention_few_keys on the GPU; `lengths` undefined: all keys.
 Tensor few_keys_or_reference(Backend& be, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& lengths = {}) {
   AttentionParams p;
   p.key_lengths = lengths;
-  if (be.device().is_cpu()) return attention(be, q, k, v, p);
-  Tensor out = be.empty({q.size(0), q.size(1), q.size(2), q.size(3)}, q.dtype());
-  const float scale = 1.0f / std::sqrt(static_cast<float>(q.size(3)));
-  DITSERVE_CHECK(cuda::attention_few_keys(cuda::as_cuda(be), out, q, k, v, scale, lengths),
-                 "attention_few_keys declined q ", q.describe(), ", k ", k.describe(), ", v ",
-                 v.describe());
-  return out;
+  return kernel_or_reference(be, AttentionKernel::few_keys, q, k, v, p);
 }
 
 // The few-keys kernel's own cases (bf16 and f16): a block stages all keys of one (batch,

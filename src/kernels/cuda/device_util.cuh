@@ -56,6 +56,14 @@ template <typename T> struct alignas(16) Pack {
 
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// Whether q, k or v [B, S, H, D] can be read in 16-byte packs of `pack` elements: an
+// aligned base, every stride a whole number of packs, unit stride on D (the attention
+// kernels that stage heads with cp.async).
+inline bool packed_rows(const Tensor& t, int pack) {
+  return aligned16(t.raw_data()) && t.stride(0) % pack == 0 && t.stride(1) % pack == 0 &&
+         t.stride(2) % pack == 0 && t.stride(3) == 1;
+}
+
 // ---- strided addressing of up to kMaxDims dims, passed to kernels by value ----
 
 inline constexpr int kMaxDims = 8;

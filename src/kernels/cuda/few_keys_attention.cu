@@ -305,11 +305,6 @@ void launch_few_keys(CudaBackend& be, const Tensor& out, const Tensor& q, const 
   DITSERVE_CUDA_CHECK_LAUNCH();
 }
 
-bool packed_rows(const Tensor& t, int pack) {
-  return aligned16(t.raw_data()) && t.stride(0) % pack == 0 && t.stride(1) % pack == 0 &&
-         t.stride(2) % pack == 0 && t.stride(3) == 1;
-}
-
 }  // namespace
 
 bool attention_few_keys(CudaBackend& be, const Tensor& out, const Tensor& q, const Tensor& k,

@@ -268,11 +268,6 @@ void dispatch_tiles(CudaBackend& be, const Tensor& out, const Tensor& q, const T
   }
 }
 
-bool packed_rows(const Tensor& t, int pack) {
-  return aligned16(t.raw_data()) && t.stride(0) % pack == 0 && t.stride(1) % pack == 0 &&
-         t.stride(2) % pack == 0 && t.stride(3) == 1;
-}
-
 }  // namespace
 
 bool short_kernels_enabled() {
